@@ -1,0 +1,106 @@
+"""The built-in datasets: kejzlar2023 against the paper, default on masstable data."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from lbmm.data import DataError, load_dataset
+from lbmm.data.recipes import KEJZLAR2023_MODELS
+
+# Kejzlar, Neufcourt & Nazarewicz, Sci. Rep. 13, 19600 (2023), Table 1, "Uncorrected models,
+# Train" column (MeV). The issue asks for agreement within 0.01 MeV.
+PAPER_TRAIN_RMS = {
+    "SKMS": 1.19, "SKP": 0.84, "SLY4": 0.99, "SV": 0.77, "UNEDF0": 0.77,
+    "UNEDF1": 0.75, "UNEDF2": 0.85, "FRDM12": 0.48, "HFB24": 0.42,
+}  # fmt: skip
+# Test rms that this recipe gives (the paper's Test column is 1.14, 0.74, 0.81, 0.63, 0.63,
+# 0.50, 0.67, 0.45, 0.40; our AME2020 test set reproduces the counts, not every digit).
+EXPECTED_TEST_RMS = {
+    "SKMS": 1.10, "SKP": 0.72, "SLY4": 0.79, "SV": 0.60, "UNEDF0": 0.63,
+    "UNEDF1": 0.50, "UNEDF2": 0.66, "FRDM12": 0.46, "HFB24": 0.39,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kejzlar(massexplorer_dir):
+    return load_dataset("kejzlar2023", massexplorer_dir)
+
+
+def test_kejzlar2023_counts(kejzlar):
+    assert kejzlar.counts()["train"] == 514
+    assert kejzlar.counts()["test"] == 59
+    assert kejzlar.counts()["evidence"] == 7
+    assert kejzlar.models == KEJZLAR2023_MODELS
+    labels = np.asarray(kejzlar.labels)
+    assert set(labels[kejzlar.splits["evidence"]]) == {
+        "148Er",
+        "242Cf",
+        "64Cr",
+        "116Ru",
+        "160Nd",
+        "232Ra",
+        "186Hf",
+    }
+    # evidence nuclei lie in the test set, as in the paper's Fig. 2
+    assert set(kejzlar.splits["evidence"]) <= set(kejzlar.splits["test"])
+    assert not set(kejzlar.splits["train"]) & set(kejzlar.splits["test"])
+
+
+def test_kejzlar2023_rms_matches_table1(kejzlar):
+    train = kejzlar.rms("train")
+    for m, paper in PAPER_TRAIN_RMS.items():
+        assert abs(train[m] - paper) <= 0.01, (m, train[m], paper)
+    test = kejzlar.rms("test")
+    for m, expected in EXPECTED_TEST_RMS.items():
+        assert abs(test[m] - expected) <= 0.01, (m, test[m], expected)
+
+
+def test_kejzlar2023_splits_obey_rules(kejzlar):
+    for split in ("train", "test"):
+        idx = kejzlar.splits[split]
+        assert (kejzlar.Z[idx] % 2 == 0).all() and (kejzlar.N[idx] % 2 == 0).all()
+        assert (kejzlar.Z[idx] >= 8).all()
+        assert kejzlar.available[idx].all() and np.isfinite(kejzlar.y[idx]).all()
+    t = kejzlar.splits["test"]
+    assert (kejzlar.N[t] > kejzlar.Z[t]).all() and (kejzlar.y[t] > 0).all()
+    assert not kejzlar.y_estimated[t].any()
+    assert kejzlar.available.all()  # the domain: every model gives S2n everywhere
+
+
+def test_default_dataset_needs_only_pip():
+    ds = load_dataset("default")
+    c = ds.counts()
+    assert c["train"] > 400 and c["test"] >= 20 and c["evidence"] >= 3 and c["domain"] > c["train"]
+    assert len(ds.models) == 5
+    # Data-quality guard: no model is off by more than 4 MeV on a training S2n (masstable's
+    # mislabelled heavy rows would give 10-15 MeV).
+    idx = ds.splits["train"]
+    assert np.nanmax(np.abs(ds.F[idx] - ds.y[idx, None])) < 4.0
+    assert all(0.1 < r < 1.0 for r in ds.rms("train").values())
+
+
+def test_unknown_recipe():
+    with pytest.raises(DataError, match=r"unknown dataset recipe 'nope'.*kejzlar2023"):
+        load_dataset("nope")
+
+
+def test_data_dir_without_tables(tmp_path, massexplorer_dir):
+    shutil.copy(massexplorer_dir / "AME2020.csv", tmp_path)
+    shutil.copy(massexplorer_dir / "SKMS.csv", tmp_path)
+    with pytest.raises(DataError, match=r"lacks 8 of the 10 tables needed: SKP.csv"):
+        load_dataset("kejzlar2023", tmp_path)
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(DataError, match="data directory not found"):
+        load_dataset("kejzlar2023", tmp_path / "absent")
+
+
+def test_no_data_dir_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LBMM_DATA_DIR", raising=False)
+    with pytest.raises(DataError, match="no data directory: pass --data-dir"):
+        load_dataset("kejzlar2023")
