@@ -43,3 +43,24 @@ def test_bad_input_is_one_clear_line(capsys, tmp_path):
     assert err.startswith("lbmm: error: unknown dataset recipe 'nope'")
     assert main(["data", "--dataset", "kejzlar2023", "--data-dir", str(tmp_path)]) == 2
     assert "lacks 10 of the 10 tables" in capsys.readouterr().err
+
+
+def test_fit_smoke_json(capsys, tmp_path):
+    out = tmp_path / "post.nc"
+    args = ["fit", "--dataset", "default", "--mixer", "linear", "--num-chains", "1"]
+    args += ["--num-warmup", "20", "--num-samples", "20", "--json", "--out", str(out)]
+    code = main(args)
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    for key in ("mixer", "train_rms", "test_rms", "sigma_mean", "weights", "rhat_max",
+                "ess_bulk_min", "ess_tail_min", "divergences", "ecp", "wall_s"):  # fmt: skip
+        assert key in rep
+    assert set(rep["ecp"]) == {f"{k / 10:.1f}" for k in range(1, 10)}
+    assert out.is_file()
+
+
+def test_fit_bma_prints_three_weight_rows(capsys):
+    assert main(["fit", "--dataset", "default", "--mixer", "bma", "--num-samples", "200",
+                 "--num-chains", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "BMA(exact)" in out and "BMA(mc)" in out and "BMA(laplace)" in out

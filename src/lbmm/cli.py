@@ -8,6 +8,8 @@ import math
 import sys
 from collections.abc import Sequence
 
+import numpy as np
+
 from . import __version__
 from .data import RECIPES, DataError, known_tables, load_dataset
 
@@ -70,6 +72,90 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_report(args: argparse.Namespace) -> dict:
+    # JAX is imported only for the commands that need it.
+    from .inference import fit
+    from .predict import evaluate, predict
+
+    ds = load_dataset(args.dataset, args.data_dir)
+    post = fit(
+        ds,
+        args.mixer,
+        likelihood=args.likelihood,
+        num_chains=args.num_chains,
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        target_accept=args.target_accept,
+        progress_bar=not args.json and not args.quiet,
+    )
+    train = evaluate(predict(post, "train", seed=args.seed + 1))
+    test = evaluate(predict(post, "test", seed=args.seed + 2))
+    sigma = post.samples("sigma")
+    d = post.diagnostics
+    rep = {
+        "mixer": args.mixer,
+        "likelihood": args.likelihood,
+        "dataset": ds.name,
+        "train_rms": _rms_of_mean(post, "train"),
+        "test_rms": test["rms"],
+        "sigma_mean": float(sigma.mean()),
+        "sigma_sd": float(sigma.std(ddof=1)),
+        "weights": post.weights_mean(),
+        "rhat_max": d["rhat_max"],
+        "ess_bulk_min": d["ess_bulk_min"],
+        "ess_tail_min": d["ess_tail_min"],
+        "divergences": d.get("divergences", 0),
+        "ecp": {f"{k:.1f}": v for k, v in test["ecp"].items() if round(k * 10, 6) % 1 == 0},
+        "crps": test["crps"],
+        "mlpd": test["mlpd"],
+        "train_ecp_0.9": train["ecp"].get(0.9),
+        "wall_s": d["wall_s"],
+    }
+    if args.mixer == "bma":
+        rep["bma_weights"] = {
+            m: dict(zip(ds.models, w, strict=True)) for m, w in post.settings["bma_weights"].items()
+        }
+    if args.out:
+        rep["posterior"] = str(post.save(args.out))
+    return rep
+
+
+def _rms_of_mean(post, split: str) -> float:
+    """rms of the posterior-mean mixture (noise-free) on a split."""
+    from .predict import predict
+
+    pr = predict(post, split)
+    return float(np.sqrt(np.mean((pr.mu.mean(0) - pr.y_obs) ** 2)))
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    rep = _fit_report(args)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+        return 0
+    print(f"{rep['mixer']} ({rep['likelihood']} likelihood) on {rep['dataset']}")
+    print("Table 1 row:  train rms  test rms  sigma")
+    print(
+        f"              {rep['train_rms']:9.3f} {rep['test_rms']:9.3f}  "
+        f"{rep['sigma_mean']:.3f}({rep['sigma_sd']:.3f})"
+    )
+    print("Table 2 row (posterior-mean weights):")
+    print("  " + "  ".join(f"{m} {w:.3f}" for m, w in rep["weights"].items()))
+    if "bma_weights" in rep:
+        for meth, ws in rep["bma_weights"].items():
+            print(f"  BMA({meth}): " + "  ".join(f"{m} {w:.3f}" for m, w in ws.items()))
+    print(
+        f"diagnostics: R-hat max {rep['rhat_max']:.4f}, min ESS bulk {rep['ess_bulk_min']:.0f} / "
+        f"tail {rep['ess_tail_min']:.0f}, divergences {rep['divergences']}, "
+        f"wall {rep['wall_s']:.1f} s"
+    )
+    print("test ECP: " + "  ".join(f"{k}:{v:.2f}" for k, v in rep["ecp"].items()))
+    if "posterior" in rep:
+        print(f"posterior saved to {rep['posterior']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lbmm`` (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -83,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory of MassExplorer CSVs (kejzlar2023)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("fit", help="fit one mixer and print its Table 1 and Table 2 rows")
+    p.add_argument("--dataset", default="default", help="recipe name (default, kejzlar2023)")
+    p.add_argument("--data-dir", help="directory of MassExplorer CSVs (kejzlar2023)")
+    p.add_argument("--mixer", default="dirichlet", choices=["linear", "dirichlet", "bma"])
+    p.add_argument("--likelihood", default="mean", choices=["mean", "density"])
+    p.add_argument("--num-chains", type=int, default=4)
+    p.add_argument("--num-warmup", type=int, default=1000)
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--target-accept", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="save the posterior as NetCDF here (default: not saved)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fit)
     return parser
 
 
@@ -92,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except DataError as err:
+    except (DataError, ValueError) as err:
         print(f"lbmm: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,395 @@
+"""Inference: NUTS through NumPyro (or closed form for BMA) → an immutable :class:`Posterior`.
+
+The global posteriors of nearly collinear models are strongly correlated, so NUTS runs with a
+dense mass matrix by default (measured in ``BENCHMARKS.md``). Diagnostics (R-hat, bulk and
+tail ESS, divergences, tree depth, step size) are returned as data; a :class:`ConvergenceWarning`
+is emitted when R-hat > 1.01, min bulk ESS < 400 or any divergence occurs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+from numpyro.infer import MCMC, NUTS
+
+from . import _jax  # noqa: F401  (float64, host devices)
+from .data import Dataset
+from .data.tables import Provenance
+from .mixers import get_mixer
+from .mixers.bma import BMAPrior, bma, bma_posterior_draws
+
+__all__ = ["ConvergenceWarning", "Posterior", "diagnostics", "fit"]
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+
+
+class ConvergenceWarning(UserWarning):
+    """A sampler missed a convergence bar (R-hat, ESS or divergences)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Posterior:
+    """The result of a fit: ArviZ ``InferenceData`` plus the dataset and settings behind it.
+
+    Attributes
+    ----------
+    mixer
+        Mixer name (``"linear"``, ``"dirichlet"``, ``"bma"``).
+    idata
+        ``posterior`` (dims ``chain, draw[, model]``), ``sample_stats`` (NUTS),
+        ``observed_data`` and ``constant_data`` (dims ``nucleus, model``, coords Z, N).
+    dataset
+        The whole dataset the fit was made on (all splits).
+    settings
+        Everything needed to redo the fit (split, likelihood, chains, draws, seed, ...).
+    diagnostics
+        R-hat, ESS, divergences, tree depth, step size, timings.
+    """
+
+    mixer: str
+    idata: az.InferenceData
+    dataset: Dataset
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.dataset.models
+
+    def samples(self, name: str) -> np.ndarray:
+        """Draws of one variable with chains flattened: shape (chains·draws, ...)."""
+        v = self.idata.posterior[name].values
+        return v.reshape((-1, *v.shape[2:]))
+
+    def weights_mean(self) -> dict[str, float]:
+        """Posterior mean of the global weights."""
+        w = self.samples("weights")
+        w = w.reshape(w.shape[0], -1, len(self.models)).mean(axis=(0, 1))
+        return {m: float(v) for m, v in zip(self.models, w, strict=True)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the posterior to NetCDF atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        idata = self.idata.copy()
+        meta = {
+            "mixer": self.mixer,
+            "settings": dict(self.settings),
+            "diagnostics": _jsonable(dict(self.diagnostics)),
+            "dataset": {
+                "name": self.dataset.name,
+                "observable": self.dataset.observable,
+                "models": list(self.dataset.models),
+                "provenance": {k: vars(p) for k, p in self.dataset.provenance.items()},
+                "notes": list(self.dataset.notes),
+                "splits": sorted(self.dataset.splits),
+            },
+        }
+        idata.posterior.attrs["lbmm"] = json.dumps(meta)
+        fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            idata.to_netcdf(tmp, engine="h5netcdf")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Posterior:
+        """Read a posterior written by :meth:`save`."""
+        idata = az.from_netcdf(str(path), engine="h5netcdf")
+        idata.load() if hasattr(idata, "load") else None
+        meta = json.loads(idata.posterior.attrs["lbmm"])
+        cd = idata.constant_data
+        dmeta = meta["dataset"]
+        splits = {s: np.flatnonzero(cd[f"in_{s}"].values) for s in dmeta["splits"]}
+        ds = Dataset.from_arrays(
+            dmeta["name"],
+            dmeta["observable"],
+            tuple(dmeta["models"]),
+            cd["Z"].values,
+            cd["N"].values,
+            cd["y_all"].values,
+            cd["F"].values,
+            y_uncertainty=cd["y_uncertainty"].values,
+            y_estimated=cd["y_estimated"].values.astype(bool),
+            splits=splits,
+            provenance={k: Provenance(**v) for k, v in dmeta["provenance"].items()},
+            notes=tuple(dmeta["notes"]),
+        )
+        return cls(meta["mixer"], idata, ds, meta["settings"], meta["diagnostics"])
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _constant_data(ds: Dataset) -> dict[str, xr.DataArray]:
+    coords = {"nucleus": list(ds.labels), "model": list(ds.models)}
+    out = {
+        "F": xr.DataArray(ds.F, dims=("nucleus", "model"), coords=coords),
+        "y_all": xr.DataArray(ds.y, dims=("nucleus",), coords={"nucleus": coords["nucleus"]}),
+        "y_uncertainty": xr.DataArray(ds.y_uncertainty, dims=("nucleus",)),
+        "y_estimated": xr.DataArray(ds.y_estimated.astype(np.int8), dims=("nucleus",)),
+        "Z": xr.DataArray(ds.Z, dims=("nucleus",)),
+        "N": xr.DataArray(ds.N, dims=("nucleus",)),
+    }
+    for s, idx in ds.splits.items():
+        mask = np.zeros(len(ds), np.int8)
+        mask[idx] = 1
+        out[f"in_{s}"] = xr.DataArray(mask, dims=("nucleus",))
+    return out
+
+
+def _make_idata(
+    samples: dict[str, np.ndarray],
+    ds: Dataset,
+    split: str,
+    dims: dict[str, list[str]],
+    sample_stats: dict[str, np.ndarray] | None,
+) -> az.InferenceData:
+    idx = ds.split_indices(split)
+    labels = np.asarray(ds.labels)
+    idata = az.from_dict(
+        posterior=samples,
+        sample_stats=sample_stats or None,
+        observed_data={"y": ds.y[idx]},
+        coords={"model": list(ds.models), "obs_nucleus": labels[idx].tolist()},
+        dims={**dims, "y": ["obs_nucleus"]},
+    )
+    cd = xr.Dataset(_constant_data(ds))
+    cd = cd.assign_coords(Z=("nucleus", ds.Z), N=("nucleus", ds.N))
+    idata.add_groups({"constant_data": cd})
+    return idata
+
+
+def diagnostics(idata: az.InferenceData, var_names: list[str] | None = None) -> dict[str, Any]:
+    """Convergence diagnostics as data: max R-hat, min bulk/tail ESS, divergences, tree depth,
+    step size (NaN where not applicable)."""
+    post = idata.posterior
+    names = var_names or [v for v in post.data_vars if post[v].dtype.kind == "f"]
+    rhat = az.rhat(post, var_names=names)
+    ess_b = az.ess(post, var_names=names, method="bulk")
+    ess_t = az.ess(post, var_names=names, method="tail")
+
+    def _reduce(ds: xr.Dataset, fn) -> float:
+        vals = [float(fn(ds[v].values)) for v in ds.data_vars if np.isfinite(ds[v].values).any()]
+        return float(fn(np.array(vals))) if vals else float("nan")
+
+    out: dict[str, Any] = {
+        "rhat_max": _reduce(rhat, np.nanmax),
+        "ess_bulk_min": _reduce(ess_b, np.nanmin),
+        "ess_tail_min": _reduce(ess_t, np.nanmin),
+        "per_variable": {
+            v: {
+                "rhat_max": float(np.nanmax(rhat[v].values)),
+                "ess_bulk_min": float(np.nanmin(ess_b[v].values)),
+            }
+            for v in names
+        },
+    }
+    ss = getattr(idata, "sample_stats", None)
+    if ss is not None and "diverging" in ss:
+        out["divergences"] = int(ss["diverging"].values.sum())
+        out["tree_depth_mean"] = float(ss["tree_depth"].values.mean())
+        out["tree_depth_max"] = int(ss["tree_depth"].values.max())
+        out["step_size"] = [float(s) for s in ss["step_size"].values[:, -1]]
+    else:
+        out["divergences"] = 0
+    return out
+
+
+def _warn(diag: Mapping[str, Any], mixer: str) -> None:
+    problems = []
+    if not diag["rhat_max"] <= RHAT_MAX:
+        problems.append(f"max R-hat {diag['rhat_max']:.3f} > {RHAT_MAX}")
+    if not diag["ess_bulk_min"] >= ESS_MIN:
+        problems.append(f"min bulk ESS {diag['ess_bulk_min']:.0f} < {ESS_MIN}")
+    if diag.get("divergences", 0):
+        problems.append(f"{diag['divergences']} divergent transitions")
+    if problems:
+        warnings.warn(
+            f"{mixer}: {'; '.join(problems)} — run more warm-up/draws or check the model",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def default_chain_method(num_chains: int) -> str:
+    """``"parallel"`` when there are enough host devices, else ``"vectorized"``.
+
+    Measured on the 2-core machine (BENCHMARKS.md): parallel chains on the 2 cores beat
+    vectorized chains for the global mixers.
+    """
+    return "parallel" if jax.local_device_count() >= num_chains else "vectorized"
+
+
+def fit(
+    dataset: Dataset,
+    mixer: str = "dirichlet",
+    *,
+    split: str = "train",
+    likelihood: str = "mean",
+    priors: Mapping[str, Any] | None = None,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    seed: int = 0,
+    target_accept: float = 0.95,
+    dense_mass: bool = True,
+    max_tree_depth: int = 10,
+    chain_method: str | None = None,
+    progress_bar: bool = False,
+    discrepancy: bool = True,
+    evidence_split: str = "evidence",
+    warn: bool = True,
+) -> Posterior:
+    """Fit a mixer to one split of a dataset.
+
+    Parameters
+    ----------
+    dataset
+        The dataset (all splits kept in the result, for prediction and metrics).
+    mixer
+        ``"linear"``, ``"dirichlet"`` or ``"bma"``.
+    split
+        The training split (BMA uses ``evidence_split`` for its evidences).
+    likelihood
+        ``"mean"`` (mix predictions, one σ) or ``"density"`` (mix densities, σ_k per model).
+    seed
+        Seed of the explicit JAX random key; the same seed gives the same draws.
+    chain_method
+        ``"parallel"``, ``"vectorized"`` or ``"sequential"``; default from
+        :func:`default_chain_method`.
+
+    Returns
+    -------
+    Posterior
+    """
+    spec = get_mixer(mixer)
+    key = jax.random.PRNGKey(seed)
+    settings: dict[str, Any] = {
+        "mixer": mixer,
+        "split": split,
+        "likelihood": likelihood,
+        "num_warmup": num_warmup,
+        "num_samples": num_samples,
+        "num_chains": num_chains,
+        "seed": seed,
+        "target_accept": target_accept,
+        "dense_mass": dense_mass,
+        "max_tree_depth": max_tree_depth,
+        "priors": {k: repr(v) for k, v in (priors or {}).items()},
+    }
+    t0 = time.perf_counter()
+    if spec.model is None:
+        ev = dataset.split(evidence_split, require_observed=True)
+        res = bma(ev.F, ev.y, dataset.models, discrepancy=discrepancy, key=key)
+        draws = bma_posterior_draws(res, jax.random.fold_in(key, 1), num_chains * num_samples)
+        shape = (num_chains, num_samples)
+        samples = {
+            "component": draws["component"].reshape(shape),
+            "delta": draws["delta"].reshape((*shape, -1)),
+            "sigma_k": draws["sigma"].reshape((*shape, -1)),
+            "weights": np.broadcast_to(draws["weights"], (*shape, len(dataset.models))).copy(),
+        }
+        sig = np.take_along_axis(samples["sigma_k"], samples["component"][..., None], -1)[..., 0]
+        samples["sigma"] = sig
+        idata = _make_idata(
+            samples,
+            dataset,
+            split,
+            {"delta": ["model"], "sigma_k": ["model"], "weights": ["model"]},
+            None,
+        )
+        settings.update(
+            evidence_split=evidence_split,
+            discrepancy=discrepancy,
+            bma_prior=vars(res.prior),
+            bma_weights={m: res.weights[m].tolist() for m in res.weights},
+            bma_log_evidence={m: res.log_evidence[m].tolist() for m in res.log_evidence},
+            bma_mc_se=res.mc_se.tolist(),
+        )
+        diag = {"rhat_max": 1.0, "ess_bulk_min": float(num_chains * num_samples),
+                "ess_tail_min": float(num_chains * num_samples), "divergences": 0,
+                "sampler": "exact"}  # fmt: skip
+        diag["wall_s"] = time.perf_counter() - t0
+        return Posterior(mixer, idata, dataset, settings, diag)
+
+    train = dataset.split(split, require_observed=True)
+    if not np.isfinite(train.F).all():
+        raise ValueError(f"split {split!r}: some model predictions are missing (NaN in F)")
+    method = chain_method or default_chain_method(num_chains)
+    settings["chain_method"] = method
+    kernel = NUTS(
+        spec.model,
+        target_accept_prob=target_accept,
+        dense_mass=dense_mass,
+        max_tree_depth=max_tree_depth,
+    )
+    mcmc = MCMC(
+        kernel,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=method,
+        progress_bar=progress_bar,
+    )
+    F = jnp.asarray(train.F)
+    y = jnp.asarray(train.y)
+    mcmc.run(
+        key,
+        F,
+        jnp.asarray(train.x),
+        y,
+        likelihood_kind=likelihood,
+        priors=priors,
+        extra_fields=("diverging", "num_steps", "adapt_state.step_size"),
+    )
+    wall = time.perf_counter() - t0
+    raw = mcmc.get_samples(group_by_chain=True)
+    samples = {k: np.asarray(v) for k, v in raw.items()}
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    steps = np.asarray(extra["num_steps"])
+    stats = {
+        "diverging": np.asarray(extra["diverging"]),
+        "n_steps": steps,
+        "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1,
+        "step_size": np.asarray(extra["adapt_state.step_size"]),
+    }
+    dims = {"weights": ["model"], "alpha": ["model"]}
+    if likelihood == "density":
+        dims["sigma"] = ["model"]
+    idata = _make_idata(samples, dataset, split, dims, stats)
+    diag = diagnostics(idata)
+    diag["wall_s"] = wall
+    diag["grad_evals"] = int(steps.sum())
+    diag["sampler"] = f"NUTS ({method}, {'dense' if dense_mass else 'diag'} mass)"
+    if warn:
+        _warn(diag, mixer)
+    return Posterior(mixer, idata, dataset, settings, diag)
+
+
+__all__ += ["BMAPrior", "default_chain_method"]

@@ -1,0 +1,37 @@
+"""Names of the mixers and what each one is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .global_ import dirichlet, linear
+
+__all__ = ["MIXERS", "MixerSpec", "get_mixer"]
+
+
+@dataclass(frozen=True)
+class MixerSpec:
+    """A mixer: its name, NumPyro model function (None for closed form) and label."""
+
+    name: str
+    model: Callable | None
+    label: str
+    description: str
+    local: bool = False
+
+
+MIXERS: dict[str, MixerSpec] = {
+    "bma": MixerSpec("bma", None, "BMA", "Bayesian model averaging, closed-form evidences"),
+    "linear": MixerSpec("linear", linear, "GBMM+L", "global linear mixture, ω_k ~ U(0, 1)"),
+    "dirichlet": MixerSpec(
+        "dirichlet", dirichlet, "GBMM+D", "global Dirichlet mixture, α_k ~ HalfNormal(2)"
+    ),
+}
+
+
+def get_mixer(name: str) -> MixerSpec:
+    """Look up a mixer by name; a clear error lists the known ones."""
+    if name not in MIXERS:
+        raise ValueError(f"unknown mixer {name!r}; known mixers: {sorted(MIXERS)}")
+    return MIXERS[name]

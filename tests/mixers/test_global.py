@@ -1,0 +1,123 @@
+"""Global mixers: log densities against SciPy, a conformance suite, and weight recovery."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import pytest
+from numpyro.infer import Predictive
+from numpyro.infer.util import log_density
+from scipy import stats
+
+from lbmm.mixers import dirichlet, linear, project_simplex
+
+RNG = np.random.default_rng(0)
+F = RNG.normal(10.0, 2.0, size=(12, 3))
+Y = F @ np.array([0.2, 0.5, 0.3]) + RNG.normal(0, 0.3, size=12)
+
+
+def _logp(model, params, **kw):
+    lp, _ = log_density(model, (jnp.asarray(F), None, jnp.asarray(Y)), kw, params)
+    return float(lp)
+
+
+def test_linear_mean_log_density_matches_scipy():
+    w, s = np.array([0.2, 0.6, 0.4]), 0.37
+    expected = (
+        stats.uniform.logpdf(w).sum()
+        + stats.gamma.logpdf(s, a=5, scale=1 / 10)
+        + stats.norm.logpdf(Y, F @ w, s).sum()
+    )
+    got = _logp(linear, {"weights": jnp.asarray(w), "sigma": s})
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_linear_density_log_density_matches_scipy():
+    w, s = np.array([0.2, 0.6, 0.4]), np.array([0.3, 0.5, 0.8])
+    wn = w / w.sum()
+    mix = np.log((wn * stats.norm.pdf(Y[:, None], F, s)).sum(axis=1)).sum()
+    expected = stats.uniform.logpdf(w).sum() + stats.gamma.logpdf(s, a=5, scale=0.1).sum() + mix
+    got = _logp(linear, {"weights": jnp.asarray(w), "sigma": jnp.asarray(s)},
+                likelihood_kind="density")  # fmt: skip
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_dirichlet_centered_log_density_matches_scipy():
+    a, w, s = np.array([0.5, 1.5, 3.0]), np.array([0.1, 0.3, 0.6]), 0.4
+    expected = (
+        stats.halfnorm.logpdf(a, scale=2).sum()
+        + stats.dirichlet.logpdf(w, a)
+        + stats.gamma.logpdf(s, a=5, scale=0.1)
+        + stats.norm.logpdf(Y, F @ w, s).sum()
+    )
+    got = _logp(dirichlet, {"alpha": jnp.asarray(a), "weights": jnp.asarray(w), "sigma": s},
+                parameterization="centered")  # fmt: skip
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_noncentered_dirichlet_has_the_dirichlet_law():
+    # Prior draws of the non-centred weights for fixed alpha vs Dirichlet moments.
+    alpha = jnp.array([0.2, 1.0, 3.0])
+    from lbmm.mixers.global_ import dirichlet_noncentered
+
+    def m():
+        numpyro.deterministic("w", dirichlet_noncentered(alpha))
+
+    w = np.asarray(Predictive(m, num_samples=40_000)(jax.random.PRNGKey(3))["w"])
+    a0 = float(alpha.sum())
+    mean = np.asarray(alpha) / a0
+    var = mean * (1 - mean) / (a0 + 1)
+    # 40,000 draws: standard error of the mean <= sqrt(var/4e4) < 0.0025; allow 4 se.
+    assert np.allclose(w.mean(0), mean, atol=4 * np.sqrt(var.max() / 4e4))
+    assert np.allclose(w.var(0), var, rtol=0.05)
+    # P(w_0 < 0.01) under Dir -> Beta(0.2, 4.0)
+    p_small = stats.beta.cdf(0.01, 0.2, a0 - 0.2)
+    assert (w[:, 0] < 0.01).mean() == pytest.approx(p_small, abs=0.01)
+
+
+MIXERS = [
+    (linear, {"likelihood_kind": "mean"}),
+    (linear, {"likelihood_kind": "density"}),
+    (dirichlet, {"likelihood_kind": "mean"}),
+    (dirichlet, {"likelihood_kind": "density"}),
+    (dirichlet, {"likelihood_kind": "mean", "parameterization": "centered"}),
+]
+
+
+@pytest.mark.parametrize(("model", "kw"), MIXERS)
+def test_conformance(model, kw):
+    Fj = jnp.asarray(F)
+    prior = Predictive(model, num_samples=50)(jax.random.PRNGKey(0), Fj, None, None, **kw)
+    assert prior["y"].shape == (50, F.shape[0])
+    assert prior["weights"].shape == (50, F.shape[1])
+    w = np.asarray(prior["weights"])
+    if model is dirichlet:
+        assert np.allclose(w.sum(-1), 1.0, atol=1e-6) and (w >= 0).all()
+    else:
+        assert np.allclose(np.asarray(project_simplex(w)).sum(-1), 1.0, atol=1e-6)
+    # finite log density at prior draws; jit equals eager
+    latent = {k: v[0] for k, v in prior.items() if k not in ("y",)}
+    if kw.get("parameterization", "noncentered") == "noncentered" and model is dirichlet:
+        latent.pop("weights")
+
+    def lp(params):
+        return log_density(model, (Fj, None, jnp.asarray(Y)), kw, params)[0]
+
+    eager = float(lp(latent))
+    assert np.isfinite(eager)
+    assert float(jax.jit(lp)(latent)) == pytest.approx(eager, rel=1e-12)
+    # posterior predictive from draws: one y per draw, at new inputs of another size
+    draws = {k: v for k, v in prior.items() if k != "y"}
+    ypp = Predictive(model, posterior_samples=draws)(
+        jax.random.PRNGKey(1), Fj[:4], None, None, **kw
+    )
+    assert ypp["y"].shape == (50, 4)
+
+
+@pytest.mark.parametrize("likelihood", ["mean", "density"])
+def test_unknown_likelihood(likelihood):
+    with pytest.raises(ValueError, match="unknown likelihood 'nope'"):
+        log_density(linear, (jnp.asarray(F), None, jnp.asarray(Y)), {"likelihood_kind": "nope"},
+                    {"weights": jnp.ones(3) * 0.3, "sigma": 0.3})  # fmt: skip
