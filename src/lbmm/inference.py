@@ -238,12 +238,14 @@ def _warn(diag: Mapping[str, Any], mixer: str) -> None:
 
 
 def default_chain_method(num_chains: int) -> str:
-    """``"parallel"`` when there are enough host devices, else ``"vectorized"``.
+    """``"vectorized"``: all chains in one vmapped XLA program.
 
-    Measured on the 2-core machine (BENCHMARKS.md): parallel chains on the 2 cores beat
-    vectorized chains for the global mixers.
+    Measured on the 2-core machine (BENCHMARKS.md, kejzlar2023, 4 × (1000 + 1000)):
+    GBMM+D took 8.6 s vectorized against 26.7 s with ``"parallel"``, which with 4 chains on
+    2 host devices falls back to running the chains one after another.
     """
-    return "parallel" if jax.local_device_count() >= num_chains else "vectorized"
+    del num_chains
+    return "vectorized"
 
 
 def fit(
