@@ -7,8 +7,9 @@ array is made, and so that NumPyro can run chains in parallel on the CPU cores.
 from __future__ import annotations
 
 import os
+import sys
 
-if "jax" not in __import__("sys").modules:  # device count only takes effect before JAX starts
+if "jax" not in sys.modules:  # device count only takes effect before JAX starts
     _flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in _flags:
         os.environ["XLA_FLAGS"] = (

@@ -31,7 +31,14 @@ from .data.tables import Provenance
 from .mixers import get_mixer
 from .mixers.bma import BMAPrior, bma, bma_posterior_draws
 
-__all__ = ["ConvergenceWarning", "Posterior", "diagnostics", "fit"]
+__all__ = [
+    "DEFAULT_CHAIN_METHOD",
+    "BMAPrior",
+    "ConvergenceWarning",
+    "Posterior",
+    "diagnostics",
+    "fit",
+]
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -114,7 +121,7 @@ class Posterior:
     def load(cls, path: str | Path) -> Posterior:
         """Read a posterior written by :meth:`save`."""
         idata = az.from_netcdf(str(path), engine="h5netcdf")
-        idata.load() if hasattr(idata, "load") else None
+        idata.load()  # read everything now, so the file is not held open
         meta = json.loads(idata.posterior.attrs["lbmm"])
         cd = idata.constant_data
         dmeta = meta["dataset"]
@@ -204,8 +211,8 @@ def diagnostics(idata: az.InferenceData, var_names: list[str] | None = None) -> 
         "ess_tail_min": _reduce(ess_t, np.nanmin),
         "per_variable": {
             v: {
-                "rhat_max": float(np.nanmax(rhat[v].values)),
-                "ess_bulk_min": float(np.nanmin(ess_b[v].values)),
+                "rhat_max": float(np.fmax.reduce(rhat[v].values, axis=None)),
+                "ess_bulk_min": float(np.fmin.reduce(ess_b[v].values, axis=None)),
             }
             for v in names
         },
@@ -237,15 +244,10 @@ def _warn(diag: Mapping[str, Any], mixer: str) -> None:
         )
 
 
-def default_chain_method(num_chains: int) -> str:
-    """``"vectorized"``: all chains in one vmapped XLA program.
-
-    Measured on the 2-core machine (BENCHMARKS.md, kejzlar2023, 4 × (1000 + 1000)):
-    GBMM+D took 8.6 s vectorized against 26.7 s with ``"parallel"``, which with 4 chains on
-    2 host devices falls back to running the chains one after another.
-    """
-    del num_chains
-    return "vectorized"
+# Measured on the 2-core machine (BENCHMARKS.md, kejzlar2023, 4 × (1000 + 1000)): vectorizing
+# the chains of these small global models gave no clear speed-up over running them one after
+# another ("parallel" does the same with 4 chains on 2 host devices), so chains run in turn.
+DEFAULT_CHAIN_METHOD = "sequential"
 
 
 def fit(
@@ -283,8 +285,8 @@ def fit(
     seed
         Seed of the explicit JAX random key; the same seed gives the same draws.
     chain_method
-        ``"parallel"``, ``"vectorized"`` or ``"sequential"``; default from
-        :func:`default_chain_method`.
+        ``"parallel"``, ``"vectorized"`` or ``"sequential"``; default
+        :data:`DEFAULT_CHAIN_METHOD` (``"sequential"``; see BENCHMARKS.md).
 
     Returns
     -------
@@ -343,7 +345,7 @@ def fit(
     train = dataset.split(split, require_observed=True)
     if not np.isfinite(train.F).all():
         raise ValueError(f"split {split!r}: some model predictions are missing (NaN in F)")
-    method = chain_method or default_chain_method(num_chains)
+    method = chain_method or DEFAULT_CHAIN_METHOD
     settings["chain_method"] = method
     kernel = NUTS(
         spec.model,
@@ -370,8 +372,9 @@ def fit(
         priors=priors,
         extra_fields=("diverging", "num_steps", "adapt_state.step_size"),
     )
+    # JAX dispatches asynchronously: wait for the draws before reading the clock.
+    raw = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     wall = time.perf_counter() - t0
-    raw = mcmc.get_samples(group_by_chain=True)
     samples = {k: np.asarray(v) for k, v in raw.items()}
     extra = mcmc.get_extra_fields(group_by_chain=True)
     steps = np.asarray(extra["num_steps"])
@@ -392,6 +395,3 @@ def fit(
     if warn:
         _warn(diag, mixer)
     return Posterior(mixer, idata, dataset, settings, diag)
-
-
-__all__ += ["BMAPrior", "default_chain_method"]

@@ -45,20 +45,29 @@ class BMAPrior:
     mu: float = 0.0
 
 
-def _log_evidence_exact(d: np.ndarray, prior: BMAPrior, discrepancy: bool) -> float:
+def _posterior_params(
+    d: np.ndarray, prior: BMAPrior, discrepancy: bool
+) -> tuple[float, float, float, float]:
+    """Normal-gamma posterior (μ_n, κ_n, a_n, b_n) from residuals d (κ_n = inf without δ)."""
     n = d.size
-    a, b = prior.a, prior.b
-    a_n = a + n / 2
-    if discrepancy:
-        dbar = d.mean()
-        b_n = b + 0.5 * np.sum((d - dbar) ** 2) + n * (dbar - prior.mu) ** 2 / (2 * (1 + n))
-        log_kappa = 0.5 * np.log(1 + n)
-    else:
-        b_n = b + 0.5 * np.sum(d**2)
-        log_kappa = 0.0
-    return float(
-        gammaln(a_n) - gammaln(a) + a * np.log(b) - a_n * np.log(b_n) - log_kappa - n / 2 * LOG_2PI
+    a_n = prior.a + n / 2
+    if not discrepancy:
+        return 0.0, np.inf, a_n, prior.b + 0.5 * float(np.sum(d**2))
+    dbar = float(d.mean())
+    b_n = (
+        prior.b + 0.5 * float(np.sum((d - dbar) ** 2)) + n * (dbar - prior.mu) ** 2 / (2 * (1 + n))
     )
+    return (prior.mu + n * dbar) / (1 + n), 1.0 + n, a_n, b_n
+
+
+def _log_evidence_exact(d: np.ndarray, prior: BMAPrior, discrepancy: bool) -> float:
+    _, kappa_n, a_n, b_n = _posterior_params(d, prior, discrepancy)
+    log_kappa = 0.5 * np.log(kappa_n) if discrepancy else 0.0
+    a, b = prior.a, prior.b
+    return float(
+        gammaln(a_n) - gammaln(a) + a * np.log(b) - a_n * np.log(b_n) - log_kappa
+        - d.size / 2 * LOG_2PI
+    )  # fmt: skip
 
 
 def _loglik(d: jnp.ndarray, delta: jnp.ndarray, lam: jnp.ndarray) -> jnp.ndarray:
@@ -101,23 +110,25 @@ def _log_joint_unconstrained(theta: jnp.ndarray, d: jnp.ndarray, prior: BMAPrior
     return lp
 
 
+def _neg_log_joint(theta, d, prior: BMAPrior, disc: bool):
+    return -_log_joint_unconstrained(theta, d, prior, disc)
+
+
+# Compiled once per (prior, discrepancy) and residual length, not once per model.
+_neg_value_and_grad = jax.jit(jax.value_and_grad(_neg_log_joint), static_argnums=(2, 3))
+_neg_hessian = jax.jit(jax.hessian(_neg_log_joint), static_argnums=(2, 3))
+
+
 def _log_evidence_laplace(d: np.ndarray, prior: BMAPrior, discrepancy: bool) -> float:
     dj = jnp.asarray(d)
 
-    def f(t):
-        return _log_joint_unconstrained(t, dj, prior, discrepancy)
+    def fun(t):
+        v, g = _neg_value_and_grad(jnp.asarray(t), dj, prior, discrepancy)
+        return float(v), np.asarray(g)
 
-    neg = jax.jit(lambda t: -f(t))
-    grad = jax.jit(jax.grad(lambda t: -f(t)))
     x0 = np.array([d.mean(), -np.log(d.var() + 1e-6)] if discrepancy else [-np.log(np.mean(d**2))])
-    res = optimize.minimize(
-        lambda t: float(neg(jnp.asarray(t))),
-        x0,
-        jac=lambda t: np.asarray(grad(jnp.asarray(t))),
-        method="BFGS",
-        options={"gtol": 1e-10},
-    )
-    hess = np.asarray(jax.hessian(lambda t: -f(t))(jnp.asarray(res.x)))
+    res = optimize.minimize(fun, x0, jac=True, method="BFGS", options={"gtol": 1e-10})
+    hess = np.asarray(_neg_hessian(jnp.asarray(res.x), dj, prior, discrepancy))
     dim = hess.shape[0]
     _, logdet = np.linalg.slogdet(hess)
     return float(-res.fun + 0.5 * dim * LOG_2PI - 0.5 * logdet)
@@ -209,26 +220,16 @@ def bma(
     prior = prior or BMAPrior()
     key = jax.random.PRNGKey(0) if key is None else key
     p = F.shape[1]
-    n = y.size
     logz = {m: np.zeros(p) for m in METHODS}
     mc_se = np.zeros(p)
-    mu_n = np.zeros(p)
-    a_n = np.full(p, prior.a + n / 2)
-    b_n = np.zeros(p)
-    kappa_n = np.full(p, 1.0 + n if discrepancy else np.inf)
+    post = np.zeros((4, p))  # rows: mu_n, kappa_n, a_n, b_n
     for k, mk in enumerate(jax.random.split(key, p)):
         d = y - F[:, k]
         logz["exact"][k] = _log_evidence_exact(d, prior, discrepancy)
         logz["mc"][k], mc_se[k] = _log_evidence_mc(d, prior, discrepancy, mk, num_mc)
         logz["laplace"][k] = _log_evidence_laplace(d, prior, discrepancy)
-        if discrepancy:
-            dbar = d.mean()
-            mu_n[k] = (prior.mu + n * dbar) / (1 + n)
-            b_n[k] = (
-                prior.b + 0.5 * np.sum((d - dbar) ** 2) + n * (dbar - prior.mu) ** 2 / (2 * (1 + n))
-            )
-        else:
-            b_n[k] = prior.b + 0.5 * np.sum(d**2)
+        post[:, k] = _posterior_params(d, prior, discrepancy)
+    mu_n, kappa_n, a_n, b_n = post
     weights = {m: np.exp(v - np.logaddexp.reduce(v)) for m, v in logz.items()}
     return BMAResult(
         tuple(models), logz, weights, mu_n, kappa_n, a_n, b_n, discrepancy, prior, mc_se
