@@ -269,6 +269,7 @@ def fit(
     discrepancy: bool = True,
     evidence_split: str = "evidence",
     warn: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> Posterior:
     """Fit a mixer to one split of a dataset.
 
@@ -287,6 +288,10 @@ def fit(
     chain_method
         ``"parallel"``, ``"vectorized"`` or ``"sequential"``; default
         :data:`DEFAULT_CHAIN_METHOD` (``"sequential"``; see BENCHMARKS.md).
+    options
+        Mixer options (e.g. ``{"gp": "hsgp"}`` for ``gp_dirichlet``); unknown keys are
+        refused. The resolved options, data-dependent ones included, are kept in
+        ``settings["options"]`` and reused by :func:`lbmm.predict.predict`.
 
     Returns
     -------
@@ -309,6 +314,7 @@ def fit(
     }
     t0 = time.perf_counter()
     if spec.model is None:
+        spec.resolve_options(dataset, options)  # refuses unknown options
         ev = dataset.split(evidence_split, require_observed=True)
         res = bma(ev.F, ev.y, dataset.models, discrepancy=discrepancy, key=key)
         draws = bma_posterior_draws(res, jax.random.fold_in(key, 1), num_chains * num_samples)
@@ -347,6 +353,8 @@ def fit(
         raise ValueError(f"split {split!r}: some model predictions are missing (NaN in F)")
     method = chain_method or DEFAULT_CHAIN_METHOD
     settings["chain_method"] = method
+    opts = spec.resolve_options(train, options)
+    settings["options"] = _jsonable(opts)
     kernel = NUTS(
         spec.model,
         target_accept_prob=target_accept,
@@ -370,6 +378,7 @@ def fit(
         y,
         likelihood_kind=likelihood,
         priors=priors,
+        **opts,
         extra_fields=("diverging", "num_steps", "adapt_state.step_size"),
     )
     # JAX dispatches asynchronously: wait for the draws before reading the clock.

@@ -189,7 +189,10 @@ def predict(
                           y_obs, logd, ds.models)  # fmt: skip
     spec = get_mixer(posterior.mixer)
     samples = {k: jnp.asarray(posterior.samples(k)) for k in posterior.idata.posterior.data_vars}
-    kw = {"likelihood_kind": posterior.settings.get("likelihood", "mean")}
+    kw = {
+        "likelihood_kind": posterior.settings.get("likelihood", "mean"),
+        **posterior.settings.get("options", {}),
+    }
     Fj = jnp.asarray(F)
     xj = jnp.asarray(np.stack([ds.Z[idx], ds.N[idx]], 1).astype(np.float64))
     pred = Predictive(spec.model, posterior_samples=samples, return_sites=["y"])

@@ -19,6 +19,24 @@ class MixerSpec:
     label: str
     description: str
     local: bool = False
+    prepare: Callable | None = None
+    """``prepare(train: Dataset, options: dict) -> dict`` fills data-dependent options (input
+    centring and scale, HSGP domain) from the training split; the result is stored with the
+    fit and reused, unchanged, for prediction."""
+    defaults: tuple[tuple[str, object], ...] = ()
+    """Default mixer options (besides ``likelihood_kind`` and ``priors``)."""
+
+    def resolve_options(self, train, options=None) -> dict:
+        """Defaults, then the user's options, then the data-dependent ones."""
+        opts = dict(self.defaults)
+        unknown = set(options or {}) - set(opts)
+        if unknown:
+            raise ValueError(
+                f"mixer {self.name!r}: unknown option(s) {sorted(unknown)}; "
+                f"known options: {sorted(opts) or 'none'}"
+            )
+        opts.update(options or {})
+        return dict(self.prepare(train, opts)) if self.prepare else opts
 
 
 MIXERS: dict[str, MixerSpec] = {
