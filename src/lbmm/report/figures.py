@@ -1,0 +1,479 @@
+"""The run's figures (PNG, matplotlib with the Agg backend). Each function draws results that a
+run already computed (``metrics.json``, ``predictions.csv``, ``weights.csv``,
+``dataset.csv``, the posteriors) and computes nothing statistical.
+
+- :func:`ecp_figure` — empirical coverage of equal-tailed intervals on the test set, raw
+  models and mixers (the paper's Fig. 3);
+- :func:`global_weights_figure` — Table 2 as bars;
+- :func:`weight_maps_figure` — posterior mean and sd of each model's local weight over the
+  nuclear chart (the paper's Fig. 4);
+- :func:`residual_maps_figure` — prediction minus data over the chart;
+- :func:`chains_figure` — predictions with 68/95 % bands along isotopic chains, with data;
+- :func:`existence_figure` — P(y > 0) over the chart (for S2n: bound to two-neutron emission);
+- :func:`trace_figure`, :func:`rank_figure` — MCMC traces and rank plots of hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ..data.elements import symbol
+
+__all__ = [
+    "FigureInfo",
+    "chains_figure",
+    "choose_chains",
+    "ecp_figure",
+    "existence_figure",
+    "global_weights_figure",
+    "hyperparameters",
+    "make_figures",
+    "rank_figure",
+    "residual_maps_figure",
+    "trace_figure",
+    "weight_maps_figure",
+]
+
+MAGIC = (8, 20, 28, 50, 82, 126)
+DPI = 110
+MAX_TRACE_PANELS = 12
+_NUCLEUS_DIMS = {"nucleus", "obs_nucleus", "basis"}
+
+
+@dataclass(frozen=True)
+class FigureInfo:
+    """A written figure: file name (in ``figures/``), section, title and caption."""
+
+    file: str
+    section: str
+    title: str
+    caption: str
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _display(name: str, labels: Mapping[str, str] | None) -> str:
+    return (labels or {}).get(name, name)
+
+
+# ---------------------------------------------------------------------- nuclear chart
+
+
+def _grid_step(values: np.ndarray) -> int:
+    d = np.unique(values - values.min())
+    g = int(np.gcd.reduce(d.astype(np.int64))) if d.size > 1 else 1
+    return max(g, 1)
+
+
+def chart(ax, Z: np.ndarray, N: np.ndarray, values: np.ndarray, **kw):
+    """Draw values over the nuclear chart (N across, Z up) as cells; returns the mesh."""
+    Z = np.asarray(Z, dtype=np.int64)
+    N = np.asarray(N, dtype=np.int64)
+    step = min(_grid_step(Z), _grid_step(N))
+    z0, n0 = Z.min(), N.min()
+    nz = (Z.max() - z0) // step + 1
+    nn = (N.max() - n0) // step + 1
+    grid = np.full((nz, nn), np.nan)
+    grid[(Z - z0) // step, (N - n0) // step] = values
+    ez = z0 - step / 2 + step * np.arange(nz + 1)
+    en = n0 - step / 2 + step * np.arange(nn + 1)
+    mesh = ax.pcolormesh(en, ez, np.ma.masked_invalid(grid), shading="flat", **kw)
+    for m in MAGIC:
+        if Z.min() < m < Z.max():
+            ax.axhline(m, color="0.6", lw=0.4, ls=":")
+        if N.min() < m < N.max():
+            ax.axvline(m, color="0.6", lw=0.4, ls=":")
+    ax.set_aspect("equal")
+    ax.set_xlabel("N")
+    ax.set_ylabel("Z")
+    return mesh
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def ecp_figure(metrics: Mapping[str, Any], path: Path, labels=None) -> Path:
+    """Test-set coverage of equal-tailed intervals against their credibility level."""
+    fig, ax = plt.subplots(figsize=(6.8, 5.0))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="reference")
+    raw = metrics.get("models", {}).get("raw", {})
+    greys = plt.get_cmap("tab20")
+    for i, (m, v) in enumerate(raw.items()):
+        e = v.get("test", {}).get("ecp")
+        if e:
+            ax.plot(e["levels"], e["coverage"], ls=":", lw=1.2, color=greys(i % 20),
+                    label=_display(m, labels))  # fmt: skip
+    colors = plt.get_cmap("tab10")
+    for i, (_, v) in enumerate(metrics.get("mixers", {}).items()):
+        e = v.get("test", {}).get("ecp")
+        if e:
+            ax.plot(e["levels"], e["coverage"], lw=2, marker="o", ms=3, color=colors(i % 10),
+                    ls="-" if not v.get("corrected") else "-.", label=v.get("label"))  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("credibility level of the equal-tailed interval")
+    ax.set_ylabel("empirical coverage on the test set")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    ax.grid(alpha=0.3)
+    ax.set_title("Empirical coverage probability (test set)")
+    return _save(fig, path)
+
+
+def global_weights_figure(table2: pd.DataFrame, models: Sequence[str], path: Path,
+                          labels=None) -> Path:  # fmt: skip
+    """Table 2 as grouped bars: one group per model, one bar per mixer row."""
+    rows = table2.reset_index(drop=True)
+    p, r = len(models), len(rows)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * p + 2), 3.8))
+    width = 0.8 / max(r, 1)
+    colors = plt.get_cmap("tab10")
+    x = np.arange(p)
+    for i, row in rows.iterrows():
+        vals = [float(row.get(m, np.nan)) for m in models]
+        hatch = "//" if row.get("kind", "").startswith("local") else None
+        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=row["name"], color=colors(i % 10),
+               hatch=hatch, edgecolor="white", lw=0.3)  # fmt: skip
+    ax.set_xticks(x, [_display(m, labels) for m in models], rotation=30, ha="right")
+    ax.set_ylabel("weight")
+    ax.set_title("Model weights (Table 2; hatched: local mixers, mean over training nuclei)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def weight_maps_figure(weights: pd.DataFrame, models: Sequence[str], title: str, path: Path,
+                       labels=None) -> Path:  # fmt: skip
+    """Posterior mean (top row) and sd (bottom row) of each model's weight over the chart."""
+    p = len(models)
+    ncol = min(p, 5)
+    nrow_per = math.ceil(p / ncol)
+    fig, axes = plt.subplots(2 * nrow_per, ncol, figsize=(3.0 * ncol, 2.3 * 2 * nrow_per),
+                             squeeze=False, constrained_layout=True)  # fmt: skip
+    Z, N = weights["Z"].to_numpy(), weights["N"].to_numpy()
+    vmax_m = float(np.nanmax(weights[[f"mean_{m}" for m in models]].to_numpy()))
+    vmax_s = float(np.nanmax(weights[[f"sd_{m}" for m in models]].to_numpy()))
+    for block, (prefix, vmax, cmap, what) in enumerate(
+        (("mean", vmax_m, "viridis", "mean"), ("sd", vmax_s, "magma", "sd"))
+    ):
+        mesh = None
+        for j, m in enumerate(models):
+            ax = axes[block * nrow_per + j // ncol, j % ncol]
+            mesh = chart(ax, Z, N, weights[f"{prefix}_{m}"].to_numpy(), cmap=cmap, vmin=0,
+                         vmax=vmax)  # fmt: skip
+            ax.set_title(f"{_display(m, labels)}: {what}", fontsize=9)
+            ax.tick_params(labelsize=7)
+        for j in range(p, nrow_per * ncol):
+            axes[block * nrow_per + j // ncol, j % ncol].axis("off")
+        rows = axes[block * nrow_per : (block + 1) * nrow_per, :]
+        fig.colorbar(mesh, ax=rows.ravel().tolist(), shrink=0.8, label=f"weight {what}")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def residual_maps_figure(panels: Sequence[tuple[str, pd.DataFrame]], title: str, path: Path,
+                         unit: str = "MeV") -> Path:  # fmt: skip
+    """One chart per panel of ``residual`` (prediction − data), on one symmetric colour scale.
+
+    Each panel's frame has columns ``Z``, ``N``, ``residual``.
+    """
+    k = len(panels)
+    ncol = min(k, 3)
+    nrow = math.ceil(k / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    allr = np.concatenate([df["residual"].to_numpy() for _, df in panels])
+    lim = float(np.nanpercentile(np.abs(allr), 98)) if allr.size else 1.0
+    lim = lim if lim > 0 else 1.0
+    mesh = None
+    for i, (name, df) in enumerate(panels):
+        ax = axes[i // ncol, i % ncol]
+        rms = float(np.sqrt(np.nanmean(df["residual"].to_numpy() ** 2)))
+        mesh = chart(ax, df["Z"].to_numpy(), df["N"].to_numpy(), df["residual"].to_numpy(),
+                     cmap="RdBu_r", vmin=-lim, vmax=lim)  # fmt: skip
+        ax.set_title(f"{name} (rms {rms:.3f} {unit})", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for i in range(k, nrow * ncol):
+        axes[i // ncol, i % ncol].axis("off")
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.8, label=f"prediction − data ({unit})")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def choose_chains(pred: pd.DataFrame, wanted: Sequence[int] = (), count: int = 3) -> list[int]:
+    """The isotopic chains to draw: ``wanted`` where present, else the ``count`` proton numbers
+    with the most observed nuclei (spread over the chart)."""
+    present = set(pred["Z"].tolist())
+    chosen = [z for z in wanted if z in present]
+    if chosen:
+        return chosen
+    obs = pred[np.isfinite(pred["y_obs"])]
+    counts = obs.groupby("Z").size().sort_values(ascending=False)
+    if counts.empty:
+        return sorted(present)[:count]
+    zs = sorted(counts.index[: max(count * 4, count)].tolist())
+    idx = np.linspace(0, len(zs) - 1, min(count, len(zs))).round().astype(int)
+    return sorted({zs[i] for i in idx})
+
+
+def chains_figure(pred: pd.DataFrame, chains: Sequence[int], title: str, path: Path,
+                  observable: str = "S2n", unit: str = "MeV") -> Path:  # fmt: skip
+    """Predicted values with 68 % and 95 % bands along isotopic chains, against the data.
+
+    ``pred`` is one mixer's rows of ``predictions.csv``.
+    """
+    k = len(chains)
+    fig, axes = plt.subplots(1, k, figsize=(4.4 * k, 3.6), squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    for ax, z in zip(axes[0], chains, strict=True):
+        d = pred[pred["Z"] == z].sort_values("N")
+        n = d["N"].to_numpy()
+        ax.fill_between(n, d["lo95"], d["hi95"], color="tab:blue", alpha=0.2, lw=0,
+                        label="95 %")  # fmt: skip
+        ax.fill_between(n, d["lo68"], d["hi68"], color="tab:blue", alpha=0.4, lw=0,
+                        label="68 %")  # fmt: skip
+        ax.plot(n, d["mean"], color="tab:blue", lw=1.2, label="mean")
+        tr = d[d["in_train"] & np.isfinite(d["y_obs"])]
+        te = d[d["in_test"] & np.isfinite(d["y_obs"])]
+        other = d[~d["in_train"] & ~d["in_test"] & np.isfinite(d["y_obs"])]
+        ax.plot(tr["N"], tr["y_obs"], "k.", ms=4, label="data (train)")
+        ax.plot(te["N"], te["y_obs"], "o", mfc="none", mec="tab:red", ms=5, label="data (test)")
+        if len(other):
+            ax.plot(other["N"], other["y_obs"], "x", color="0.4", ms=4, label="data (other)")
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set_title(f"Z = {z} ({symbol(z)})")
+        ax.set_xlabel("N")
+        ax.set_ylabel(f"{observable} ({unit})")
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def existence_figure(pred: pd.DataFrame, keys_labels: Sequence[tuple[str, str]], path: Path,
+                     observable: str = "S2n") -> Path:  # fmt: skip
+    """P(y > 0) over the chart, one panel per mixer."""
+    k = len(keys_labels)
+    ncol = min(k, 3)
+    nrow = math.ceil(k / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    mesh = None
+    for i, (key, lab) in enumerate(keys_labels):
+        d = pred[pred["mixer"] == key]
+        ax = axes[i // ncol, i % ncol]
+        mesh = chart(ax, d["Z"].to_numpy(), d["N"].to_numpy(), d["p_exist"].to_numpy(),
+                     cmap="RdYlGn", vmin=0, vmax=1)  # fmt: skip
+        ax.set_title(lab, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for i in range(k, nrow * ncol):
+        axes[i // ncol, i % ncol].axis("off")
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.8, label=f"P({observable} > 0)")
+    fig.suptitle(f"Existence probability P({observable} > 0)")
+    return _save(fig, path)
+
+
+def hyperparameters(posterior, limit: int = MAX_TRACE_PANELS) -> dict[str, np.ndarray]:
+    """Scalar series (chain, draw) of the hyperparameters of a posterior: every float variable
+    without a nucleus or basis dimension and with at most 3p elements, flattened (σ first,
+    weights last), at most ``limit`` of them."""
+    post = posterior.idata.posterior
+    p = len(posterior.models)
+    names = [v for v in post.data_vars if post[v].dtype.kind == "f"]
+    names.sort(key=lambda v: (v != "sigma", v == "weights"))
+    out: dict[str, np.ndarray] = {}
+    for v in names:
+        da = post[v]
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        if _NUCLEUS_DIMS & set(extra):
+            continue
+        size = int(np.prod([da.sizes[d] for d in extra])) if extra else 1
+        if size > 3 * p:
+            continue
+        vals = da.values.reshape(da.shape[0], da.shape[1], -1)
+        if extra:
+            grids = np.meshgrid(*[da[d].values for d in extra], indexing="ij")
+            tags = [",".join(str(g.ravel()[i]) for g in grids) for i in range(size)]
+        else:
+            tags = [None]
+        for i, tag in enumerate(tags):
+            if len(out) >= limit:
+                return out
+            out[f"{v}[{tag}]" if tag is not None else v] = vals[:, :, i]
+    return out
+
+
+def _flat_idata(series: Mapping[str, np.ndarray]):
+    import arviz as az
+
+    return az.from_dict(posterior=dict(series))
+
+
+def trace_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Path:
+    """ArviZ trace plot (density and trace per chain) of scalar series."""
+    import arviz as az
+
+    axes = az.plot_trace(_flat_idata(series), compact=False,
+                         backend_kwargs={"figsize": (10, 1.7 * len(series)),
+                                         "constrained_layout": True})  # fmt: skip
+    fig = np.asarray(axes).ravel()[0].figure
+    for ax in np.asarray(axes).ravel():
+        ax.title.set_fontsize(8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def rank_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Path:
+    """ArviZ rank plot (per-chain rank histograms; uniform when chains agree)."""
+    import arviz as az
+
+    k = len(series)
+    ncol = min(k, 4)
+    nrow = math.ceil(k / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow), squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    az.plot_rank(_flat_idata(series), ax=axes.ravel()[:k])
+    for ax in axes.ravel()[:k]:
+        ax.title.set_fontsize(8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[k:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------- all of them
+
+
+def make_figures(run, folder: Path, table2: pd.DataFrame) -> list[FigureInfo]:
+    """Draw every figure of a run into ``folder``; returns what was written, in report order.
+
+    Parameters
+    ----------
+    run
+        A :class:`lbmm.run.Run`.
+    folder
+        Where the PNG files go.
+    table2
+        Table 2 (:func:`lbmm.report.tables.table2`), for the weights bar chart.
+    """
+    from ..data import DISPLAY_NAMES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    man = run.manifest
+    metrics = run.metrics()
+    pred = run.predictions()
+    data = run.dataset_frame()
+    obs = man["dataset"]["observable"]
+    models = list(man["dataset"]["models"])
+    labels = DISPLAY_NAMES
+    mixers = metrics["mixers"]
+    out: list[FigureInfo] = []
+
+    def add(file, section, title, caption):
+        out.append(FigureInfo(file, section, title, caption))
+
+    ecp_figure(metrics, folder / "ecp.png", labels)
+    add("ecp.png", "Coverage", "Empirical coverage probability",
+        "Share of test nuclei inside the equal-tailed credible interval at each level: raw "
+        "models as Gaussians N(f_k, σ_k²) with σ_k their train rms (dotted), and the mixers "
+        "(solid; dash-dotted: corrected models). The dashed diagonal is perfect calibration "
+        "(the paper's Fig. 3).")  # fmt: skip
+    global_weights_figure(table2, models, folder / "weights_global.png", labels)
+    add("weights_global.png", "Weights", "Model weights",
+        "Table 2 as bars: BMA weights from the exact, Monte Carlo and Laplace evidences, "
+        "posterior-mean global weights of GBMM, and the local weights averaged over the "
+        "training nuclei (hatched).")  # fmt: skip
+    weights = run.weights()
+    for key, v in mixers.items():
+        if not v.get("local") or weights is None:
+            continue
+        w = weights[weights["mixer"] == key]
+        fname = f"weights_{key}.png"
+        weight_maps_figure(w, models, f"{v['label']}: local weights over the chart",
+                           folder / fname, labels)  # fmt: skip
+        add(fname, "Weights", f"{v['label']} weight maps",
+            "Posterior mean (top) and standard deviation (bottom) of each model's weight "
+            "ω_k(Z, N) over the prediction domain (the paper's Fig. 4).")  # fmt: skip
+
+    ok = np.isfinite(data["y"].to_numpy())
+    if "in_domain" in data:
+        ok &= data["in_domain"].to_numpy(bool)
+    panels = [
+        (_display(m, labels), pd.DataFrame({"Z": data["Z"][ok], "N": data["N"][ok],
+                                             "residual": (data[m] - data["y"])[ok]}))
+        for m in models
+    ]  # fmt: skip
+    residual_maps_figure(panels, f"Raw models: {obs} residuals (model − data)",
+                         folder / "residuals_models.png")  # fmt: skip
+    add("residuals_models.png", "Residuals", "Residuals of the raw models",
+        f"Model − data for {obs} wherever the data are known (train, test and other nuclei "
+        "of the domain), on one colour scale.")  # fmt: skip
+    panels = []
+    for key, v in mixers.items():
+        d = pred[(pred["mixer"] == key) & np.isfinite(pred["y_obs"])]
+        panels.append((v["label"], pd.DataFrame({"Z": d["Z"], "N": d["N"],
+                                                 "residual": d["mean"] - d["y_obs"]})))  # fmt: skip
+    residual_maps_figure(panels, f"Mixers: {obs} residuals (posterior mean − data)",
+                         folder / "residuals_mixers.png")  # fmt: skip
+    add(
+        "residuals_mixers.png",
+        "Residuals",
+        "Residuals of the mixtures",
+        "Posterior predictive mean − data wherever the data are known.",
+    )
+
+    chains = choose_chains(pred, run.study.report.chains)
+    for key, v in mixers.items():
+        fname = f"chains_{key}.png"
+        chains_figure(pred[pred["mixer"] == key], chains, f"{v['label']}: {obs} along "
+                      "isotopic chains", folder / fname, obs)  # fmt: skip
+        add(fname, "Predictions", f"{v['label']}: {obs} along isotopic chains",
+            "Posterior predictive mean with 68 % and 95 % credible bands, against the data "
+            "(dots: train; red circles: test).")  # fmt: skip
+
+    existence_figure(pred, [(k, v["label"]) for k, v in mixers.items()],
+                     folder / "existence.png", obs)  # fmt: skip
+    add("existence.png", "Predictions", "Existence probability",
+        f"Posterior predictive probability that {obs} > 0 (for S2n: the nucleus is bound "
+        "against two-neutron emission).")  # fmt: skip
+
+    for key, rec in man["mixers"].items():
+        if rec["diagnostics"].get("sampler") == "exact":
+            continue
+        series = hyperparameters(run.posterior(key))
+        if not series:
+            continue
+        lab = rec["label"]
+        trace_figure(series, f"{lab}: traces", folder / f"trace_{key}.png")
+        add(
+            f"trace_{key}.png",
+            "Convergence",
+            f"{lab}: traces",
+            "Marginal densities and traces per chain of the hyperparameters (σ first).",
+        )
+        rank_figure(series, f"{lab}: rank plots", folder / f"rank_{key}.png")
+        add(
+            f"rank_{key}.png",
+            "Convergence",
+            f"{lab}: rank plots",
+            "Rank histograms per chain; near-uniform bars mean the chains agree.",
+        )
+    return out

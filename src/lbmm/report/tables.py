@@ -1,0 +1,218 @@
+"""The run's tables as DataFrames, markdown and CSV (no statistics: it reads ``metrics.json``
+and ``manifest.json``).
+
+- **Table 1** (the paper's Table 1): train rms, test rms and σ of each raw model (σ_k is its
+  train rms), of the corrected models when the study has them, and of each mixer.
+- **Table 2** (the paper's Table 2): global weights (BMA with its exact, Monte Carlo and
+  Laplace evidences; GBMM), and for local mixers the mean weight over the training nuclei.
+- **Diagnostics**: sampler, draws, max R-hat, min bulk/tail ESS, divergences, timings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "BMA_METHOD_LABELS",
+    "diagnostics_table",
+    "table1",
+    "table2",
+    "to_markdown",
+    "write_tables",
+]
+
+BMA_METHOD_LABELS = {"exact": "ex", "mc": "MC", "laplace": "Lap"}
+
+
+def _get(d: Mapping[str, Any] | None, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, Mapping) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _num(v: Any) -> float:
+    return float(v) if v is not None else math.nan
+
+
+def table1(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows: raw models, corrected models, mixers; columns train/test rms, σ and its sd.
+
+    ``kind`` is ``model`` or ``mixer``; ``corrected`` tells the corrected rows.
+    """
+    rows = []
+    for section, corrected in (("raw", False), ("corrected", True)):
+        for m, v in (_get(metrics, "models", section) or {}).items():
+            rows.append({
+                "name": m + (" (corr.)" if corrected else ""),
+                "kind": "model",
+                "corrected": corrected,
+                "train_rms": _num(_get(v, "train", "rms")),
+                "test_rms": _num(_get(v, "test", "rms")),
+                "sigma": _num(v.get("sigma")),
+                "sigma_sd": math.nan,
+                "n_train": None,
+                "n_test": None,
+            })  # fmt: skip
+    for key, v in metrics.get("mixers", {}).items():
+        rows.append({
+            "name": v.get("label", key),
+            "kind": "mixer",
+            "corrected": bool(v.get("corrected")),
+            "train_rms": _num(_get(v, "train", "rms")),
+            "test_rms": _num(_get(v, "test", "rms")),
+            "sigma": _num(v.get("sigma_mean")),
+            "sigma_sd": _num(v.get("sigma_sd")),
+            "n_train": _get(v, "train", "n"),
+            "n_test": _get(v, "test", "n"),
+            "key": key,
+        })  # fmt: skip
+    df = pd.DataFrame(rows)
+    if "key" not in df:
+        df["key"] = None
+    return df[["name", "key", "kind", "corrected", "train_rms", "test_rms", "sigma", "sigma_sd",
+               "n_train", "n_test"]]  # fmt: skip
+
+
+def table2(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows: BMA (one per evidence method) and every other mixer; one column per model.
+
+    ``kind`` says what the numbers are: ``global`` weights, or ``local (train mean)``.
+    """
+    rows = []
+    for key, v in metrics.get("mixers", {}).items():
+        label = v.get("label", key)
+        base = {"key": key, "corrected": bool(v.get("corrected"))}
+        if v.get("bma_weights"):
+            for meth, w in v["bma_weights"].items():
+                name = label.replace("BMA", f"BMA({BMA_METHOD_LABELS.get(meth, meth)})", 1)
+                rows.append({"name": name, **base, "kind": "global", **w})
+            continue
+        kind = "local (train mean)" if v.get("local") else "global"
+        rows.append({"name": label, **base, "kind": kind, **v.get("weights", {})})
+    return pd.DataFrame(rows)
+
+
+def diagnostics_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per mixer entry: sampler, chains × draws, R-hat, ESS, divergences, timings."""
+    rows = []
+    mixers = manifest.get("mixers", {})
+    entries = {m["key"]: m for m in _get(manifest, "study", "mixers") or []}
+    for key, rec in mixers.items():
+        d = rec.get("diagnostics", {})
+        s = _get(entries, key, "sampling") or {}
+        exact = d.get("sampler") == "exact"
+        draws = (
+            f"{s.get('num_chains')} × {s.get('num_samples')} exact draws"
+            if exact
+            else f"{s.get('num_chains')} × ({s.get('num_warmup')} + {s.get('num_samples')})"
+        )
+        rows.append({
+            "name": rec.get("label", key),
+            "key": key,
+            "sampler": d.get("sampler"),
+            "chains_x_draws": draws,
+            "rhat_max": math.nan if exact else _num(d.get("rhat_max")),
+            "ess_bulk_min": math.nan if exact else _num(d.get("ess_bulk_min")),
+            "ess_tail_min": math.nan if exact else _num(d.get("ess_tail_min")),
+            "divergences": d.get("divergences", 0),
+            "fit_s": _num(rec.get("fit_s")),
+            "predict_s": _num(rec.get("predict_s")),
+            "converged": rec.get("converged"),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- markdown
+
+
+def _cell(v: Any, digits: int) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "—"
+        return f"{v:.{digits}f}"
+    return str(v).replace("|", "\\|")
+
+
+def to_markdown(df: pd.DataFrame, digits: int | Mapping[str, int] = 3) -> str:
+    """A GitHub-flavoured markdown table (numbers rounded; NaN and None as '—')."""
+    cols = list(df.columns)
+
+    def nd(c: str) -> int:
+        return digits.get(c, 3) if isinstance(digits, Mapping) else digits
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append(
+            "| " + " | ".join(_cell(v, nd(c)) for c, v in zip(cols, row, strict=True)) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def table1_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as printed: name, train rms, test rms, σ with its sd in parentheses."""
+
+    def sig(r) -> str:
+        if math.isnan(r.sigma):
+            return "—"
+        return f"{r.sigma:.3f}" + ("" if math.isnan(r.sigma_sd) else f" ({r.sigma_sd:.3f})")
+
+    out = pd.DataFrame({
+        "": df["name"],
+        "train rms": df["train_rms"],
+        "test rms": df["test_rms"],
+        "σ": [sig(r) for r in df.itertuples()],
+    })  # fmt: skip
+    return out
+
+
+def table2_display(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 2 as printed: name, kind, one column per model."""
+    return df.drop(columns=["key", "corrected"]).rename(columns={"name": ""})
+
+
+def diagnostics_display(df: pd.DataFrame) -> pd.DataFrame:
+    """The diagnostics table as printed."""
+    out = df.drop(columns=["key"]).rename(
+        columns={"name": "", "chains_x_draws": "chains × (warm-up + draws)",
+                 "rhat_max": "max R-hat", "ess_bulk_min": "min bulk ESS",
+                 "ess_tail_min": "min tail ESS", "fit_s": "fit (s)", "predict_s": "predict (s)"}
+    )  # fmt: skip
+    return out
+
+
+DIAG_DIGITS = {"max R-hat": 4, "min bulk ESS": 0, "min tail ESS": 0, "fit (s)": 1,
+               "predict (s)": 1}  # fmt: skip
+
+
+def write_tables(metrics: Mapping[str, Any], manifest: Mapping[str, Any], folder: Path) -> dict:
+    """Write Table 1, Table 2 and the diagnostics table as CSV and markdown into ``folder``.
+
+    Returns
+    -------
+    dict
+        Table name → (DataFrame as displayed, its markdown, the files written).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    t1, t2, td = table1(metrics), table2(metrics), diagnostics_table(manifest)
+    out = {}
+    for name, raw, disp, digits in (
+        ("table1", t1, table1_display(t1), 3),
+        ("table2", t2, table2_display(t2), 2),
+        ("diagnostics", td, diagnostics_display(td), DIAG_DIGITS),
+    ):
+        raw.to_csv(folder / f"{name}.csv", index=False)
+        md = to_markdown(disp, digits)
+        (folder / f"{name}.md").write_text(md, "utf-8")
+        out[name] = (disp, md, [f"{name}.csv", f"{name}.md"])
+    return out

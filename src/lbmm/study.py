@@ -1,0 +1,734 @@
+"""Study files: what to run, on which data, with which settings, as validated values.
+
+A study is a TOML file (or one of the built-in studies, ``lbmm studies``) that names
+
+- the data: a dataset recipe (``lbmm data``), or tables (an observed evaluation, an older
+  evaluation whose measured nuclei form the training set, and one table per model), with
+  optional explicit splits and a model subset;
+- the sampling settings (chains, warm-up, draws, target acceptance, ...);
+- the mixers to run, each with its likelihood, options, priors, optional systematic
+  corrections and optional sampling overrides;
+- the seed, the output folder and a few report settings.
+
+:func:`load_study` reads and validates one; every error names the file and the key, and says
+what was expected. :meth:`Study.to_toml` writes the study back with every default made
+explicit, so a run folder's ``study.toml`` reruns the same study.
+
+Example
+-------
+>>> from lbmm.study import load_study
+>>> study = load_study("default")
+>>> study.data.recipe
+'default'
+>>> [m.key for m in study.mixers][:3]
+['bma', 'linear', 'dirichlet']
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BUILTIN_STUDIES",
+    "DataSpec",
+    "MixerEntry",
+    "ReportSpec",
+    "Sampling",
+    "Study",
+    "StudyError",
+    "builtin_studies",
+    "builtin_study_text",
+    "load_study",
+    "parse_prior",
+    "study_from_dict",
+]
+
+BUILTIN_STUDIES = ("default", "kejzlar2023")
+LIKELIHOODS = ("mean", "density")
+CHAIN_METHODS = ("sequential", "parallel", "vectorized")
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PRIOR_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*\((.*)\)\s*$", re.DOTALL)
+
+
+class StudyError(ValueError):
+    """A study file (or dictionary) is not valid; the message names the source and the key."""
+
+
+# ---------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """NUTS settings, the keyword arguments of :func:`lbmm.inference.fit` of the same names."""
+
+    num_chains: int = 4
+    num_warmup: int = 1000
+    num_samples: int = 1000
+    target_accept: float = 0.95
+    dense_mass: bool = True
+    max_tree_depth: int = 10
+    chain_method: str = "sequential"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the dataset comes from.
+
+    Either ``recipe`` (a built-in dataset recipe) or ``observed`` + ``train_table`` +
+    ``tables`` (bring your own tables; the same rules as the recipes build the splits).
+
+    Attributes
+    ----------
+    recipe
+        Name of a dataset recipe (``lbmm data`` lists them), or None for tables.
+    data_dir
+        Directory of the tables: passed to the recipe, and the base of relative table paths.
+    models
+        Optional subset (and order) of the models to mix.
+    observable
+        The observable computed from the tables (tables mode; a recipe fixes its own).
+    observed
+        The table of the observed values y (the newest evaluation).
+    train_table
+        An older evaluation: its measured nuclei are the training candidates.
+    tables
+        Model name → table (path, or ``masstable:NAME``).
+    evidence
+        Labels of the BMA evidence nuclei (tables mode).
+    z_range
+        Inclusive (Z_min, Z_max) kept in every split (tables mode).
+    splits
+        Explicit splits that replace the rule-made ones: split name → nucleus labels
+        (``"132Sn"``) or the path of a CSV with ``Z`` and ``N`` columns.
+    """
+
+    recipe: str | None = "default"
+    data_dir: str | None = None
+    models: tuple[str, ...] | None = None
+    observable: str = "S2n"
+    observed: str | None = None
+    train_table: str | None = None
+    tables: Mapping[str, str] = field(default_factory=dict)
+    evidence: tuple[str, ...] | None = None
+    z_range: tuple[int, int] | None = None
+    splits: Mapping[str, tuple[str, ...] | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MixerEntry:
+    """One mixer of a study.
+
+    Attributes
+    ----------
+    key
+        Unique name of this entry in the run (file names, tables): by default the mixer name,
+        with ``_density`` and ``_corrected`` appended when those apply.
+    mixer
+        A name of :data:`lbmm.mixers.MIXERS`.
+    label
+        Display name (default: the mixer's label, e.g. ``GBMM+D``, with ``(corr.)``).
+    likelihood
+        ``"mean"`` or ``"density"``.
+    options
+        Mixer options (e.g. ``{"gp": "hsgp"}``); checked against the mixer's known options.
+    priors
+        Prior name → distribution written as ``"Gamma(5, 10)"`` (NumPyro's names).
+    corrected
+        Fit on the models corrected by a GP on their training residuals (paper Eq. 2).
+    sampling
+        The study's sampling settings with this entry's overrides applied.
+    seed
+        The entry's seed (default: the study's).
+    """
+
+    key: str
+    mixer: str
+    label: str
+    likelihood: str = "mean"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    priors: Mapping[str, str] = field(default_factory=dict)
+    corrected: bool = False
+    sampling: Sampling = field(default_factory=Sampling)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """Report settings.
+
+    Attributes
+    ----------
+    chains
+        Proton numbers Z of the isotopic chains drawn with their prediction bands (empty:
+        three well-populated chains chosen from the data).
+    """
+
+    chains: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: data, settings, mixers and where results go."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    output: str = ""
+    data: DataSpec = field(default_factory=DataSpec)
+    sampling: Sampling = field(default_factory=Sampling)
+    mixers: tuple[MixerEntry, ...] = ()
+    report: ReportSpec = field(default_factory=ReportSpec)
+    source: str = "<dict>"
+    """Where the study was read from (a path, or ``builtin:NAME``); not part of the study."""
+
+    def mixer(self, key: str) -> MixerEntry:
+        """The entry with this key."""
+        for m in self.mixers:
+            if m.key == key:
+                return m
+        raise KeyError(f"study {self.name!r} has no mixer {key!r}; mixers: {self.keys}")
+
+    @property
+    def keys(self) -> list[str]:
+        """The mixer keys, in run order."""
+        return [m.key for m in self.mixers]
+
+    @property
+    def needs_corrections(self) -> bool:
+        """Whether some mixer runs on corrected models."""
+        return any(m.corrected for m in self.mixers)
+
+    def with_overrides(
+        self,
+        *,
+        output: str | None = None,
+        data_dir: str | None = None,
+        seed: int | None = None,
+        sampling: Mapping[str, Any] | None = None,
+        mixers: Sequence[str] | None = None,
+    ) -> Study:
+        """A copy with some settings replaced (what ``lbmm run`` options do), re-validated.
+
+        ``sampling`` replaces those settings for the study *and* every mixer entry (so
+        ``num_samples=50`` really gives 50 draws everywhere); ``mixers`` keeps only the
+        entries with these keys, in this order.
+        """
+        raw = self.to_dict()
+        if output is not None:
+            raw["output"] = output
+        if data_dir is not None:
+            raw["data"]["data_dir"] = data_dir
+        if seed is not None:
+            raw["seed"] = seed
+            for m in raw["mixers"]:
+                m["seed"] = seed
+        if sampling:
+            raw["sampling"].update(sampling)
+            for m in raw["mixers"]:
+                m["sampling"].update(sampling)
+        if mixers is not None:
+            by_key = {m["key"]: m for m in raw["mixers"]}
+            unknown = [k for k in mixers if k not in by_key]
+            if unknown:
+                raise StudyError(
+                    f"study {self.name!r}: no mixer {unknown[0]!r}; mixers: {self.keys}"
+                )
+            raw["mixers"] = [by_key[k] for k in mixers]
+        return study_from_dict(raw, source=self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The study as plain data, every default explicit (``source`` left out)."""
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "output": self.output,
+            "data": self._data_dict(),
+            "sampling": asdict(self.sampling),
+            "report": {"chains": list(self.report.chains)},
+            "mixers": [],
+        }
+        for m in self.mixers:
+            d = asdict(m)
+            d["options"] = dict(m.options)
+            d["priors"] = dict(m.priors)
+            out["mixers"].append(d)
+        return _plain(out)
+
+    def _data_dict(self) -> dict[str, Any]:
+        d = _drop_none(asdict(self.data))
+        if self.data.recipe is not None:  # a recipe fixes these
+            for k in ("observable", "tables"):
+                d.pop(k, None)
+        return d
+
+    def to_toml(self) -> str:
+        """The study as TOML (every default explicit); :func:`load_study` reads it back."""
+        header = f"# lbmm study {self.name!r}, every setting explicit\n"
+        return header + dumps_toml(self.to_dict())
+
+
+# ---------------------------------------------------------------------- TOML writing
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise StudyError(f"cannot write the non-finite number {v} to TOML")
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise StudyError(f"cannot write a {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
+
+
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, Mapping) for x in v)
+
+
+def dumps_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    """Write plain data (str, int, float, bool, lists, nested dicts) as TOML."""
+    lines = []
+    tables = []
+    for k, v in data.items():
+        if isinstance(v, Mapping) and not (prefix and not v):
+            tables.append((k, v))
+        elif _is_table_array(v):
+            tables.append((k, v))
+        else:
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in tables:
+        name = f"{prefix}{_toml_key(k)}"
+        if isinstance(v, Mapping):
+            out += f"\n[{name}]\n" + dumps_toml(v, prefix=f"{name}.")
+        else:
+            for item in v:
+                out += f"\n[[{name}]]\n" + dumps_toml(item, prefix=f"{name}.")
+    return out
+
+
+# ---------------------------------------------------------------------- validation helpers
+
+
+class _Reader:
+    """Reads one TOML table, checking types, and refuses keys it was not asked about."""
+
+    def __init__(self, table: Any, path: str, source: str) -> None:
+        self.path = path
+        self.source = source
+        if not isinstance(table, Mapping):
+            self.fail(path or "the study", f"must be a table, got {_show(table)}")
+        self.table = dict(table)
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, key: str, message: str) -> None:
+        raise StudyError(f"study {self.source}: key {key!r} {message}")
+
+    def has(self, name: str) -> bool:
+        return name in self.table
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.seen.add(name)
+        return self.table.get(name, default)
+
+    def string(self, name: str, default: str | None = None, *, choices=None) -> str | None:
+        v = self.get(name, default)
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            self.fail(self.key(name), f"must be a string, got {_show(v)}")
+        if choices is not None and v not in choices:
+            self.fail(self.key(name), f"must be one of {list(choices)}, got {v!r}")
+        return v
+
+    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        v = self.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(self.key(name), f"must be an integer, got {_show(v)}")
+        if minimum is not None and v < minimum:
+            self.fail(self.key(name), f"must be at least {minimum}, got {v}")
+        return v
+
+    def number(self, name: str, default: float, *, lo: float, hi: float) -> float:
+        v = self.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            self.fail(self.key(name), f"must be a number, got {_show(v)}")
+        if not lo < v < hi:
+            self.fail(self.key(name), f"must lie strictly between {lo} and {hi}, got {v}")
+        return float(v)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        v = self.get(name, default)
+        if not isinstance(v, bool):
+            self.fail(self.key(name), f"must be true or false, got {_show(v)}")
+        return v
+
+    def strings(self, name: str) -> tuple[str, ...] | None:
+        v = self.get(name)
+        if v is None:
+            return None
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            self.fail(self.key(name), f"must be a list of strings, got {_show(v)}")
+        return tuple(v)
+
+    def integers(self, name: str) -> tuple[int, ...] | None:
+        v = self.get(name)
+        if v is None:
+            return None
+        if not isinstance(v, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v
+        ):
+            self.fail(self.key(name), f"must be a list of integers, got {_show(v)}")
+        return tuple(v)
+
+    def mapping(self, name: str) -> dict[str, Any]:
+        v = self.get(name, {})
+        if not isinstance(v, Mapping):
+            self.fail(self.key(name), f"must be a table, got {_show(v)}")
+        return dict(v)
+
+    def sub(self, name: str) -> _Reader:
+        self.seen.add(name)
+        return _Reader(self.table.get(name, {}), self.key(name), self.source)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.seen)
+        if unknown:
+            known = ", ".join(sorted(self.seen))
+            self.fail(self.key(unknown[0]), f"is not a known setting; known here: {known}")
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return f"{type(v).__name__} {text if len(text) < 60 else text[:57] + '...'}"
+
+
+def parse_prior(text: str):
+    """A NumPyro distribution from text such as ``"Gamma(5, 10)"`` or ``"HalfNormal(2.0)"``.
+
+    Only numeric arguments (numbers or lists of numbers) are accepted.
+
+    Raises
+    ------
+    ValueError
+        For text that is not ``Name(args)``, an unknown distribution or bad arguments.
+    """
+    import numpyro.distributions as dist
+
+    m = _PRIOR_RE.match(text)
+    if not m:
+        raise ValueError(f"expected a distribution such as 'Gamma(5, 10)', got {text!r}")
+    name, args_text = m.groups()
+    cls = getattr(dist, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, dist.Distribution)):
+        raise ValueError(f"unknown distribution {name!r} (NumPyro names, e.g. Gamma, HalfNormal)")
+    try:
+        args = ast.literal_eval(f"({args_text},)") if args_text.strip() else ()
+    except (ValueError, SyntaxError) as err:
+        raise ValueError(f"arguments of {text!r} must be numbers") from err
+
+    def numeric(a: Any) -> bool:
+        if isinstance(a, list | tuple):
+            return all(numeric(x) for x in a)
+        return isinstance(a, int | float) and not isinstance(a, bool)
+
+    if not all(numeric(a) for a in args):
+        raise ValueError(f"arguments of {text!r} must be numbers or lists of numbers")
+    import jax.numpy as jnp
+
+    try:
+        return cls(*(jnp.asarray(a, dtype=float) for a in args), validate_args=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{text!r}: {err}") from err
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def _sampling(r: _Reader, base: Sampling) -> Sampling:
+    s = Sampling(
+        num_chains=r.integer("num_chains", base.num_chains, minimum=1),
+        num_warmup=r.integer("num_warmup", base.num_warmup, minimum=1),
+        num_samples=r.integer("num_samples", base.num_samples, minimum=2),
+        target_accept=r.number("target_accept", base.target_accept, lo=0.0, hi=1.0),
+        dense_mass=r.boolean("dense_mass", base.dense_mass),
+        max_tree_depth=r.integer("max_tree_depth", base.max_tree_depth, minimum=1),
+        chain_method=r.string("chain_method", base.chain_method, choices=CHAIN_METHODS),
+    )
+    r.done()
+    return s
+
+
+def _data(r: _Reader) -> DataSpec:
+    from .data import OBSERVABLES, RECIPES
+
+    tables_mode = bool(r.table.get("tables")) or r.has("observed") or r.has("train_table")
+    recipe = r.string("recipe", None if tables_mode else "default")
+    if recipe is not None and recipe not in RECIPES:
+        r.fail(r.key("recipe"), f"must name a dataset recipe {sorted(RECIPES)}, got {recipe!r}")
+    data_dir = r.string("data_dir")
+    models = r.strings("models")
+    observable = r.string("observable", "S2n")
+    observed = r.string("observed")
+    train_table = r.string("train_table")
+    tables = r.mapping("tables")
+    evidence = r.strings("evidence")
+    z_range = r.integers("z_range")
+    splits_raw = r.mapping("splits")
+    if recipe is not None and tables_mode:
+        r.fail(r.key("recipe"), "and tables/observed/train_table exclude each other: give one")
+    if recipe is None:
+        for name, v in (("observed", observed), ("train_table", train_table)):
+            if v is None:
+                r.fail(r.key(name), "is required when the data come from tables (no recipe)")
+        if not tables:
+            r.fail(r.key("tables"), "must map at least one model name to a table")
+        for k, v in tables.items():
+            if not isinstance(v, str):
+                r.fail(r.key(f"tables.{k}"), f"must be a path or 'masstable:NAME', got {_show(v)}")
+        canon = {s.lower(): s for s in OBSERVABLES}
+        if observable.lower() not in canon:
+            r.fail(r.key("observable"), f"must be one of {list(OBSERVABLES)}, got {observable!r}")
+        observable = canon[observable.lower()]
+    else:
+        for name, given in (("observable", r.table.get("observable")), ("evidence", evidence),
+                            ("z_range", z_range)):  # fmt: skip
+            if given is not None:
+                r.fail(r.key(name), "applies to tables only; a recipe fixes its own")
+        observable = "S2n"
+    if z_range is not None and (len(z_range) != 2 or z_range[0] > z_range[1]):
+        r.fail(r.key("z_range"), f"must be [Z_min, Z_max] with Z_min <= Z_max, got {z_range}")
+    if models is not None and (not models or len(set(models)) != len(models)):
+        r.fail(r.key("models"), f"must list distinct model names, got {list(models)}")
+    splits: dict[str, tuple[str, ...] | str] = {}
+    for k, v in splits_raw.items():
+        if isinstance(v, str):
+            splits[k] = v
+        elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            splits[k] = tuple(v)
+        else:
+            r.fail(
+                r.key(f"splits.{k}"),
+                f"must be a non-empty list of nucleus labels (e.g. '132Sn') or the path of a "
+                f"CSV with Z and N columns, got {_show(v)}",
+            )
+    r.done()
+    return DataSpec(
+        recipe=recipe,
+        data_dir=data_dir,
+        models=models,
+        observable=observable,
+        observed=observed,
+        train_table=train_table,
+        tables=tables,
+        evidence=evidence,
+        z_range=tuple(z_range) if z_range is not None else None,
+        splits=splits,
+    )
+
+
+def _default_key(mixer: str, likelihood: str, corrected: bool) -> str:
+    key = mixer
+    if likelihood != "mean":
+        key += f"_{likelihood}"
+    if corrected:
+        key += "_corrected"
+    return key
+
+
+def _mixer(r: _Reader, base: Sampling, seed: int) -> MixerEntry:
+    from .mixers import MIXERS
+
+    name = r.string("mixer")
+    if name is None:
+        r.fail(r.key("mixer"), f"is required: one of {sorted(MIXERS)}")
+    if name not in MIXERS:
+        r.fail(r.key("mixer"), f"must name a mixer {sorted(MIXERS)}, got {name!r}")
+    spec = MIXERS[name]
+    likelihood = r.string("likelihood", "mean", choices=LIKELIHOODS)
+    corrected = r.boolean("corrected", False)
+    key = r.string("key", _default_key(name, likelihood, corrected))
+    if not _KEY_RE.match(key):
+        r.fail(r.key("key"), f"must be letters, digits, '_', '-' or '.', got {key!r}")
+    label = r.string("label", spec.label + (" (corr.)" if corrected else ""))
+    options = r.mapping("options")
+    known = dict(spec.defaults)
+    for k in options:
+        if k not in known:
+            r.fail(
+                r.key(f"options.{k}"),
+                f"is not an option of mixer {name!r}; known options: {sorted(known) or 'none'}",
+            )
+    priors = r.mapping("priors")
+    for k, v in priors.items():
+        if not isinstance(v, str):
+            r.fail(r.key(f"priors.{k}"), f"must be a string such as 'Gamma(5, 10)', got {_show(v)}")
+        try:
+            parse_prior(v)
+        except ValueError as err:
+            r.fail(r.key(f"priors.{k}"), f"is not a valid prior: {err}")
+    entry_seed = r.integer("seed", seed, minimum=0)
+    sampling = _sampling(r.sub("sampling"), base)
+    r.done()
+    return MixerEntry(
+        key=key,
+        mixer=name,
+        label=label,
+        likelihood=likelihood,
+        options=options,
+        priors=priors,
+        corrected=corrected,
+        sampling=sampling,
+        seed=entry_seed,
+    )
+
+
+def study_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> Study:
+    """Validate plain data (as read from TOML) into a :class:`Study`.
+
+    Raises
+    ------
+    StudyError
+        Naming ``source`` and the first bad key, and saying what was expected.
+    """
+    r = _Reader(raw, "", source)
+    name = r.string("name")
+    if not name:
+        r.fail("name", "is required: a short name for the study (used in the output folder)")
+    if not _KEY_RE.match(name):
+        r.fail("name", f"must be letters, digits, '_', '-' or '.', got {name!r}")
+    description = r.string("description", "")
+    seed = r.integer("seed", 0, minimum=0)
+    output = r.string("output", str(Path("runs") / name))
+    if not output:
+        r.fail("output", "must be a folder path")
+    data = _data(r.sub("data"))
+    sampling = _sampling(r.sub("sampling"), Sampling())
+    rep = r.sub("report")
+    report = ReportSpec(chains=rep.integers("chains") or ())
+    rep.done()
+    mixers_raw = r.get("mixers")
+    if not isinstance(mixers_raw, list) or not mixers_raw:
+        r.fail("mixers", "must be a non-empty array of tables ([[mixers]] with mixer = NAME)")
+    mixers = tuple(
+        _mixer(_Reader(m, f"mixers[{i}]", source), sampling, seed) for i, m in enumerate(mixers_raw)
+    )
+    keys = [m.key for m in mixers]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        r.fail("mixers", f"has two entries with key {dup[0]!r}; give one of them key = ...")
+    r.done()
+    return Study(
+        name=name,
+        description=description,
+        seed=seed,
+        output=output,
+        data=data,
+        sampling=sampling,
+        mixers=mixers,
+        report=report,
+        source=source,
+    )
+
+
+def builtin_studies() -> dict[str, str]:
+    """Built-in study name → its one-line description."""
+    out = {}
+    for name in BUILTIN_STUDIES:
+        raw = tomllib.loads(builtin_study_text(name))
+        out[name] = raw.get("description", "")
+    return out
+
+
+def builtin_study_text(name: str) -> str:
+    """The TOML text of a built-in study (with its comments)."""
+    if name not in BUILTIN_STUDIES:
+        raise StudyError(f"no built-in study {name!r}; built-in studies: {list(BUILTIN_STUDIES)}")
+    return resources.files("lbmm").joinpath("studies", f"{name}.toml").read_text("utf-8")
+
+
+def load_study(study: str | Path | Study = "default") -> Study:
+    """Read and validate a study: a built-in name (``lbmm studies``) or a TOML file path.
+
+    Raises
+    ------
+    StudyError
+        For an unknown name, an unreadable file, invalid TOML or an invalid setting (the
+        message names the file and the key).
+    """
+    if isinstance(study, Study):
+        return study
+    text = str(study)
+    if text in BUILTIN_STUDIES and not Path(text).exists():
+        return study_from_dict(tomllib.loads(builtin_study_text(text)), source=f"builtin:{text}")
+    path = Path(text)
+    if not path.is_file():
+        raise StudyError(
+            f"no study {text!r}: not a built-in study {list(BUILTIN_STUDIES)} and no such file"
+        )
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise StudyError(f"study {path}: invalid TOML: {err}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise StudyError(f"study {path}: cannot read: {err}") from err
+    st = study_from_dict(raw, source=str(path))
+    # Relative table paths and data_dir are relative to the study file.
+    return _anchor_paths(st, path.parent)
+
+
+def _anchor(p: str | None, base: Path) -> str | None:
+    if p is None or p.startswith("masstable:") or Path(p).is_absolute():
+        return p
+    return str((base / p).resolve())
+
+
+def _anchor_paths(st: Study, base: Path) -> Study:
+    d = st.data
+    data_dir = _anchor(d.data_dir, base)
+    table_base = Path(data_dir) if data_dir else base
+    splits = {k: (_anchor(v, table_base) if isinstance(v, str) else v) for k, v in d.splits.items()}
+    data = replace(
+        d,
+        data_dir=data_dir,
+        observed=_anchor(d.observed, table_base),
+        train_table=_anchor(d.train_table, table_base),
+        tables={k: _anchor(v, table_base) for k, v in d.tables.items()},
+        splits=splits,
+    )
+    return replace(st, data=data)
