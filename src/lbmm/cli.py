@@ -1,4 +1,11 @@
-"""The ``lbmm`` command line."""
+"""The ``lbmm`` command line.
+
+Subcommands: ``data`` (tables, recipes, datasets), ``fit`` (one mixer), ``run`` (a whole
+study into a run folder), ``report`` (rebuild a run's tables, figures and HTML page),
+``predict`` (predictions from a run's stored posteriors), ``studies`` and ``study show`` /
+``study check`` (built-in and own study files). Options mirror the Python keywords
+(``--num-samples`` ↔ ``num_samples``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,17 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .data import RECIPES, DataError, known_tables, load_dataset
+from .data import RECIPES, DataError, known_tables, load_dataset, parse_label
+from .mixers import MIXERS
+from .run import CACHE_ENV
 
 __all__ = ["main"]
 
@@ -80,10 +92,15 @@ def _fit_report(args: argparse.Namespace) -> dict:
     from .predict import evaluate, predict
 
     ds = load_dataset(args.dataset, args.data_dir)
+    if args.corrected:
+        from .corrections import correct
+
+        ds = correct(ds, split="train")
     post = fit(
         ds,
         args.mixer,
         likelihood=args.likelihood,
+        options=_parse_options(args.option),
         num_chains=args.num_chains,
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,
@@ -99,6 +116,8 @@ def _fit_report(args: argparse.Namespace) -> dict:
     rep = {
         "mixer": args.mixer,
         "likelihood": args.likelihood,
+        "corrected": args.corrected,
+        "options": post.settings.get("options", {}),
         "dataset": ds.name,
         # rms of the posterior-mean (noise-free) mixture, as in the paper's Table 1
         "train_rms": float(np.sqrt(np.mean((train_pred.mu.mean(0) - train_pred.y_obs) ** 2))),
@@ -130,7 +149,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
-    print(f"{rep['mixer']} ({rep['likelihood']} likelihood) on {rep['dataset']}")
+    corr = ", corrected models" if rep["corrected"] else ""
+    print(f"{rep['mixer']} ({rep['likelihood']} likelihood{corr}) on {rep['dataset']}")
     print("Table 1 row:  train rms  test rms  sigma")
     print(
         f"              {rep['train_rms']:9.3f} {rep['test_rms']:9.3f}  "
@@ -152,6 +172,182 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_options(items: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings → a dict; values read as JSON where they parse, else as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE, e.g. gp=exact")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return None
+    t0 = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(f"[{_clock(time.perf_counter() - t0)}] {line}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m:02d}:{s:02d}"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .run import run_study
+    from .study import load_study
+
+    study = load_study(args.study)
+    sampling = {
+        k: v
+        for k, v in (
+            ("num_chains", args.num_chains),
+            ("num_warmup", args.num_warmup),
+            ("num_samples", args.num_samples),
+        )
+        if v is not None
+    }
+    if sampling or args.seed is not None or args.mixers or args.data_dir:
+        study = study.with_overrides(
+            seed=args.seed,
+            sampling=sampling,
+            mixers=args.mixers,
+            data_dir=str(Path(args.data_dir).absolute()) if args.data_dir else None,
+        )
+    try:
+        run = run_study(
+            study,
+            output=args.out,
+            overwrite=args.overwrite,
+            progress=_progress(args.quiet),
+            progress_bar=not args.quiet and sys.stderr.isatty(),
+            cache_dir=args.cache_dir,
+            report=not args.no_report,
+        )
+    except KeyboardInterrupt:
+        print("lbmm: interrupted; no run folder was written", file=sys.stderr)
+        return 130
+    _print_run_tables(run)
+    print(f"run folder: {run.path}")
+    if not args.no_report:
+        print(f"report: {run.path / 'report.html'}")
+    return 0
+
+
+def _print_run_tables(run) -> None:
+    from .report.tables import table1, table1_display, table2, table2_display, to_markdown
+
+    metrics = run.metrics()
+    print("Table 1: rms deviations and σ (MeV)")
+    print(to_markdown(table1_display(table1(metrics)), 3))
+    print("Table 2: model weights")
+    print(to_markdown(table2_display(table2(metrics)), 2))
+    bad = [k for k, r in run.manifest["mixers"].items() if not r["converged"]]
+    if bad:
+        print(f"not converged (R-hat > 1.01, ESS < 400 or divergences): {', '.join(bad)}")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    out = build_report(args.run)
+    print(f"{len(out['tables'])} table files in {Path(args.run) / 'tables'}")
+    print(f"{len(out['figures'])} figures in {Path(args.run) / 'figures'}")
+    print(f"report: {out['html']}")
+    return 0
+
+
+def _parse_nucleus(text: str) -> tuple[int, int] | str:
+    if "," in text:
+        z, _, n = text.partition(",")
+        try:
+            return int(z), int(n)
+        except ValueError:
+            raise ValueError(f"--nuclei {text!r}: expected Z,N (e.g. 50,82) or a label") from None
+    return parse_label(text)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .run import load_run
+
+    run = load_run(args.run)
+    nuclei = []
+    for t in args.nuclei:  # in the order given, each once
+        zn = _parse_nucleus(t)
+        zn = parse_label(zn) if isinstance(zn, str) else zn
+        if zn not in nuclei:
+            nuclei.append(zn)
+    df = run.predict(nuclei, args.mixers, seed=args.seed)
+    if args.json:
+        print(df.to_json(orient="records", indent=2))
+        return 0
+    obs = run.manifest["dataset"]["observable"]
+    labels = {k: r["label"] for k, r in run.manifest["mixers"].items()}
+    print(f"{obs} predictions (MeV) from {run.path}")
+    head = f"{'nucleus':<8}{'mixer':<22}{'mean':>9}{'sd':>8}{'68% interval':>20}"
+    head += f"{'95% interval':>20}{'P(>0)':>7}{'observed':>10}"
+    print(head)
+    for r in df.itertuples(index=False):
+        y_obs = "" if not math.isfinite(r.y_obs) else f"{r.y_obs:10.3f}"
+        print(
+            f"{r.nucleus:<8}{labels.get(r.mixer, r.mixer):<22}{r.mean:9.3f}{r.sd:8.3f}"
+            f"{f'[{r.lo68:.2f}, {r.hi68:.2f}]':>20}{f'[{r.lo95:.2f}, {r.hi95:.2f}]':>20}"
+            f"{r.p_exist:7.3f}{y_obs}"
+        )
+    return 0
+
+
+def _cmd_studies(args: argparse.Namespace) -> int:
+    from .study import builtin_studies
+
+    studies = builtin_studies()
+    if args.json:
+        print(json.dumps(studies, indent=2))
+        return 0
+    print("built-in studies (lbmm run NAME; lbmm study show NAME > my.toml to start your own):")
+    for name, desc in studies.items():
+        print(f"  {name:<12} {desc}")
+    return 0
+
+
+def _cmd_study_show(args: argparse.Namespace) -> int:
+    from .study import BUILTIN_STUDIES, builtin_study_text, load_study
+
+    if args.name in BUILTIN_STUDIES and not Path(args.name).exists() and not args.resolved:
+        print(builtin_study_text(args.name), end="")
+        return 0
+    print(load_study(args.name).to_toml(), end="")
+    return 0
+
+
+def _cmd_study_check(args: argparse.Namespace) -> int:
+    from .study import load_study
+
+    st = load_study(args.name)
+    d = st.data
+    data = f"recipe {d.recipe}" if d.recipe else f"{len(d.tables)} model tables"
+    print(f"study {st.name!r} ({st.source}) is valid: {data}, seed {st.seed}, output {st.output}")
+    for m in st.mixers:
+        s = m.sampling
+        extra = f", options {dict(m.options)}" if m.options else ""
+        extra += ", corrected models" if m.corrected else ""
+        print(
+            f"  {m.key:<24} {m.label:<18} {m.likelihood} likelihood, "
+            f"{s.num_chains} × ({s.num_warmup} + {s.num_samples}){extra}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lbmm`` (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -169,8 +365,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit one mixer and print its Table 1 and Table 2 rows")
     p.add_argument("--dataset", default="default", help="recipe name (default, kejzlar2023)")
     p.add_argument("--data-dir", help="directory of MassExplorer CSVs (kejzlar2023)")
-    p.add_argument("--mixer", default="dirichlet", choices=["linear", "dirichlet", "bma"])
+    p.add_argument("--mixer", default="dirichlet", choices=sorted(MIXERS))
     p.add_argument("--likelihood", default="mean", choices=["mean", "density"])
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="mixer option (repeatable; VALUE read as JSON where it parses, e.g. gp=exact, "
+        "hsgp_m=[20,30])",
+    )
+    p.add_argument(
+        "--corrected",
+        action="store_true",
+        help="fit on the models corrected by a GP on their training residuals",
+    )
     p.add_argument("--num-chains", type=int, default=4)
     p.add_argument("--num-warmup", type=int, default=1000)
     p.add_argument("--num-samples", type=int, default=1000)
@@ -180,6 +389,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser(
+        "run",
+        help="run a whole study (default: the built-in 'default') into one run folder",
+        description="Run every mixer of a study and write one run folder: manifest.json, "
+        "posteriors, predictions.csv, tables, figures and report.html. The folder is built "
+        "under a temporary name and renamed at the end: Ctrl-C leaves nothing behind.",
+    )
+    p.add_argument(
+        "study",
+        nargs="?",
+        default="default",
+        help="built-in study name (lbmm studies) or a study TOML file",
+    )
+    p.add_argument("--out", help="run folder (default: the study's output, runs/NAME)")
+    p.add_argument("--data-dir", help="directory of the tables (overrides the study's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--seed", type=int, help="seed of every mixer (overrides the study's)")
+    p.add_argument("--num-chains", type=int, help="override for every mixer")
+    p.add_argument("--num-warmup", type=int, help="override for every mixer")
+    p.add_argument("--num-samples", type=int, help="override for every mixer")
+    p.add_argument("--mixers", nargs="+", metavar="KEY", help="run only these mixer entries")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip tables, figures and report.html (lbmm report makes them later)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        help=f"JAX compilation cache (default ${CACHE_ENV} or ~/.cache/lbmm/jax; 'off' to disable)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="rebuild the tables, figures and report.html of a run")
+    p.add_argument("run", help="a run folder written by lbmm run")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("predict", help="predictions at some nuclei from a run's posteriors")
+    p.add_argument("run", help="a run folder written by lbmm run")
+    p.add_argument(
+        "--nuclei",
+        nargs="+",
+        required=True,
+        metavar="Z,N",
+        help="nuclei as Z,N (e.g. 50,82) or labels (e.g. 132Sn)",
+    )
+    p.add_argument("--mixers", nargs="+", metavar="KEY", help="mixer entries (default: all)")
+    p.add_argument("--seed", type=int, help="seed of the predictive draws")
+    p.add_argument("--json", action="store_true", help="print JSON records")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("studies", help="list the built-in studies")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_studies)
+
+    p = sub.add_parser("study", help="show or check a study file")
+    ssub = p.add_subparsers(dest="study_command", required=True)
+    q = ssub.add_parser("show", help="print a study as TOML (a built-in one, to start your own)")
+    q.add_argument("name", help="built-in study name or study file")
+    q.add_argument(
+        "--resolved",
+        action="store_true",
+        help="every setting explicit (default for files; built-ins print as shipped)",
+    )
+    q.set_defaults(func=_cmd_study_show)
+    q = ssub.add_parser("check", help="validate a study file and summarise it")
+    q.add_argument("name", help="built-in study name or study file")
+    q.set_defaults(func=_cmd_study_check)
     return parser
 
 
@@ -192,6 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ValueError) as err:
         print(f"lbmm: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("lbmm: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
