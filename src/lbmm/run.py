@@ -139,7 +139,7 @@ def build_dataset(study: Study, data_dir: str | Path | None = None) -> Dataset:
         ds = _build(
             study.name,
             read_table(spec.observed),
-            read_table(spec.train_table).measured(),
+            read_table(spec.train_table),
             models,
             tuple(models),
             spec.evidence if spec.evidence is not None else EVIDENCE_NUCLEI,
@@ -572,6 +572,7 @@ def run_study(
     st = load_study(study)
     target = Path(output if output is not None else st.output).expanduser().absolute()
     _check_target(target, overwrite)
+    st = replace(st, output=str(target))  # the study as run
     started, t_start = _now(), time.perf_counter()
     cache = enable_compilation_cache(cache_dir)
     ds = build_dataset(st, data_dir)

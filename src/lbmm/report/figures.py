@@ -16,6 +16,7 @@ run already computed (``metrics.json``, ``predictions.csv``, ``weights.csv``,
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,9 +330,11 @@ def trace_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Pa
     """ArviZ trace plot (density and trace per chain) of scalar series."""
     import arviz as az
 
-    axes = az.plot_trace(_flat_idata(series), compact=False,
-                         backend_kwargs={"figsize": (10, 1.7 * len(series)),
-                                         "constrained_layout": True})  # fmt: skip
+    with warnings.catch_warnings():  # ArviZ 0.23 uses a matplotlib API deprecated in 3.11
+        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+        axes = az.plot_trace(_flat_idata(series), compact=False,
+                             backend_kwargs={"figsize": (10, 1.7 * len(series)),
+                                             "constrained_layout": True})  # fmt: skip
     fig = np.asarray(axes).ravel()[0].figure
     for ax in np.asarray(axes).ravel():
         ax.title.set_fontsize(8)
@@ -349,7 +352,9 @@ def rank_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Pat
     nrow = math.ceil(k / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow), squeeze=False,
                              constrained_layout=True)  # fmt: skip
-    az.plot_rank(_flat_idata(series), ax=axes.ravel()[:k])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+        az.plot_rank(_flat_idata(series), ax=axes.ravel()[:k])
     for ax in axes.ravel()[:k]:
         ax.title.set_fontsize(8)
         ax.tick_params(labelsize=7)

@@ -1,0 +1,319 @@
+"""run_study: the run folder, its manifest, reproducibility, atomicity (errors and Ctrl-C leave
+nothing), refusal of foreign or incomplete folders, Run.predict, and the tutorial script.
+
+Sampling settings are tiny (2 chains × 30 + 30 on three models): these tests check the
+plumbing, not convergence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lbmm
+from lbmm.run import RunError, check_run, enable_compilation_cache, load_run, run_study
+from lbmm.study import study_from_dict
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ["DUZU", "FRDM95", "WS32010"]
+
+
+def tiny_study(name: str = "tiny", mixers=("bma", "linear"), **extra) -> dict:
+    raw = {
+        "name": name,
+        "seed": 3,
+        "data": {"recipe": "default", "models": MODELS},
+        "sampling": {"num_chains": 2, "num_warmup": 30, "num_samples": 30},
+        "mixers": [{"mixer": m} for m in mixers],
+    }
+    raw.update(extra)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("jaxcache")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, cache_dir):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return run_study(study_from_dict(tiny_study()), output=out, cache_dir=cache_dir)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name)
+
+
+# ---------------------------------------------------------------------- the folder
+
+
+def test_run_folder_has_every_file(run):
+    p = run.path
+    for f in ("manifest.json", "study.toml", "dataset.csv", "predictions.csv", "metrics.json",
+              "posterior/bma.nc", "posterior/linear.nc", "report.html", "tables/table1.md",
+              "tables/table1.csv", "tables/table2.md", "tables/table2.csv",
+              "tables/diagnostics.md", "tables/diagnostics.csv", "figures/ecp.png"):  # fmt: skip
+        assert (p / f).is_file(), f
+    assert not (p / "weights.csv").exists()  # no local mixer in this study
+    assert _leftovers(p.parent) == []
+
+
+def test_manifest_records_the_run(run):
+    m = run.manifest
+    assert m["format"] == "lbmm-run" and m["complete"] is True
+    assert m["study"]["name"] == "tiny" and m["seed"] == 3
+    assert m["dataset"]["models"] == MODELS
+    for t in m["dataset"]["tables"].values():
+        assert len(t["sha256"]) == 64 and Path(t["path"]).is_file()
+    assert {"python", "lbmm", "jax", "numpyro", "arviz", "numpy"} <= set(m["versions"])
+    assert m["versions"]["lbmm"] == lbmm.__version__
+    assert m["platform"]["cpu_count"] >= 1 and m["platform"]["jax_backend"]
+    assert m["started"] <= m["finished"] and m["wall_s"] > 0
+    assert m["jax_compilation_cache"]["used"] is True
+    for key in ("bma", "linear"):
+        rec = m["mixers"][key]
+        assert rec["fit_s"] > 0 and rec["predict_s"] >= 0
+        assert {"rhat_max", "ess_bulk_min", "divergences"} <= set(rec["diagnostics"])
+        assert rec["seed"] == 3
+    assert m["mixers"]["bma"]["converged"] is True  # exact draws
+    for rel, info in m["files"].items():
+        assert (run.path / rel).stat().st_size == info["bytes"]
+
+
+def test_compilation_cache_is_filled(run, cache_dir):
+    assert any(cache_dir.iterdir())
+    assert run.manifest["jax_compilation_cache"]["dir"] == str(cache_dir)
+
+
+def test_compilation_cache_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("LBMM_CACHE_DIR", "off")
+    assert enable_compilation_cache()["used"] is False
+
+
+def test_predictions_cover_the_domain_for_every_mixer(run):
+    df = run.predictions()
+    ds = lbmm.load_dataset("default")
+    assert len(df) == 2 * ds.counts()["domain"]
+    assert list(df["mixer"].unique()) == ["bma", "linear"]
+    for col in ("nucleus", "Z", "N", "in_train", "in_test", "y_obs", "mean", "sd", "lo68",
+                "hi68", "lo95", "hi95", "p_exist"):  # fmt: skip
+        assert col in df
+    assert (df["lo95"] <= df["lo68"]).all() and (df["lo68"] <= df["hi68"]).all()
+    assert (df["hi68"] <= df["hi95"]).all()
+    assert df["p_exist"].between(0, 1).all()
+    lin = df[df["mixer"] == "linear"]
+    assert lin["in_train"].sum() == ds.counts()["train"]
+    assert lin["in_test"].sum() == ds.counts()["test"]
+
+
+def test_metrics_match_predictions(run):
+    """Table 1's test rms is that of the predictive means in predictions.csv."""
+    met = run.metrics()
+    df = run.predictions()
+    for key in ("bma", "linear"):
+        d = df[(df["mixer"] == key) & df["in_test"]]
+        rms = float(np.sqrt(np.mean((d["mean"] - d["y_obs"]) ** 2)))
+        assert met["mixers"][key]["test"]["rms"] == pytest.approx(rms, rel=1e-12)
+    assert sum(met["mixers"]["bma"]["weights"].values()) == pytest.approx(1.0, abs=1e-9)
+    assert set(met["models"]["raw"]) == set(MODELS)
+    assert met["models"]["raw"]["DUZU"]["sigma"] == met["models"]["raw"]["DUZU"]["train"]["rms"]
+
+
+def test_same_seed_same_numbers(run, tmp_path, cache_dir):
+    again = run_study(run.study, output=tmp_path / "again", cache_dir=cache_dir, report=False)
+    assert again.metrics() == run.metrics()
+    pd.testing.assert_frame_equal(again.predictions(), run.predictions())
+
+
+def test_run_predict_from_stored_posteriors(run):
+    df = run.predict([(50, 82), "208Pb"], ["linear"])
+    assert list(df["nucleus"]) == ["132Sn", "208Pb"]
+    stored = run.predictions().set_index(["mixer", "nucleus"])
+    for r in df.itertuples():
+        s = stored.loc[("linear", r.nucleus)]
+        # different draws of the same law: agree within Monte Carlo error (60 draws)
+        assert abs(r.mean - s["mean"]) < 5 * s["sd"] / np.sqrt(60)
+    assert run.posterior("bma").mixer == "bma"
+    with pytest.raises(RunError, match="no mixer 'nope'"):
+        run.posterior("nope")
+
+
+def test_run_study_reads_back_as_the_same_study(run):
+    assert run.study.to_dict() == study_from_dict(tiny_study()).to_dict() | {
+        "output": run.study.output
+    }
+
+
+# ---------------------------------------------------------------------- refusals
+
+
+def test_existing_output_is_refused_then_replaced(run, tmp_path, cache_dir):
+    st = study_from_dict(tiny_study(mixers=("bma",)))
+    target = tmp_path / "r"
+    run_study(st, output=target, cache_dir=cache_dir, report=False)
+    with pytest.raises(RunError, match="already exists; pass --overwrite"):
+        run_study(st, output=target, cache_dir=cache_dir, report=False)
+    first = (target / "manifest.json").read_text()
+    run_study(st, output=target, cache_dir=cache_dir, report=False, overwrite=True)
+    assert (target / "manifest.json").read_text() != first  # new start time
+    assert _leftovers(tmp_path) == []
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not an lbmm run folder"):
+        run_study(st, output=foreign, cache_dir=cache_dir, overwrite=True)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_an_error_during_the_run_leaves_nothing(tmp_path, monkeypatch, cache_dir):
+    import lbmm.run as runmod
+
+    real = runmod._run_mixer
+    calls = []
+
+    def second_fails(entry, *args, **kw):
+        calls.append(entry.key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(entry, *args, **kw)
+
+    monkeypatch.setattr(runmod, "_run_mixer", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study_from_dict(tiny_study()), output=tmp_path / "x", cache_dir=cache_dir)
+    assert calls == ["bma", "linear"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_during_sampling_leaves_no_folder(tmp_path):
+    """A real SIGINT to ``lbmm run`` while the second mixer samples."""
+    study = tmp_path / "s.toml"
+    raw = tiny_study(sampling={"num_chains": 4, "num_warmup": 400, "num_samples": 400})
+    from lbmm.study import dumps_toml
+
+    study.write_text(dumps_toml(raw))
+    out = tmp_path / "runs" / "s"
+    env = {**os.environ, "LBMM_CACHE_DIR": "off"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lbmm.cli", "run", str(study), "--out", str(out), "--no-report"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if list((tmp_path / "runs").glob(".s.partial-*/posterior/bma.nc")):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(1.0)  # now inside the NUTS run of the second mixer
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; no run folder was written" in err
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_check_run_refuses_foreign_and_partial_folders(run, tmp_path):
+    with pytest.raises(RunError, match=r"has no manifest\.json"):
+        check_run(tmp_path)
+    with pytest.raises(RunError, match="is not a folder"):
+        check_run(tmp_path / "nope")
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(RunError, match="not readable JSON"):
+        check_run(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "something else"}))
+    with pytest.raises(RunError, match="not an lbmm run manifest"):
+        check_run(tmp_path)
+    man = dict(run.manifest)
+    (tmp_path / "manifest.json").write_text(json.dumps({**man, "complete": False}))
+    with pytest.raises(RunError, match="incomplete run"):
+        check_run(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**man, "format_version": 99}))
+    with pytest.raises(RunError, match="format version 99"):
+        check_run(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(RunError, match="is missing"):
+        check_run(tmp_path)
+
+
+def test_check_run_detects_changed_files(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    assert load_run(copy).keys == ["bma", "linear"]
+    df = pd.read_csv(copy / "predictions.csv")
+    df.loc[0, "mean"] += 1.0
+    df.to_csv(copy / "predictions.csv", index=False)
+    with pytest.raises(RunError, match=r"predictions\.csv changed since the run"):
+        load_run(copy)
+    (copy / "posterior" / "linear.nc").unlink()
+    with pytest.raises(RunError, match=r"posterior/linear\.nc"):
+        load_run(copy)
+
+
+# ---------------------------------------------------------------------- corrections
+
+
+def test_corrected_entries_run_on_corrected_models(tmp_path, monkeypatch, cache_dir):
+    """The plumbing of ``corrected = true`` (the GP fit itself is tested with lbmm.corrections;
+    a constant shift stands in for it here, to keep this test fast)."""
+    corrections = pytest.importorskip("lbmm.corrections")
+    from dataclasses import replace
+
+    def shift(ds, split="train"):
+        idx = ds.split_indices(split)
+        bias = np.mean(ds.y[idx, None] - ds.F[idx], axis=0)
+        return replace(ds, F=ds.F + bias)
+
+    monkeypatch.setattr(corrections, "correct", shift)
+    raw = tiny_study(mixers=("bma",))
+    raw["mixers"].append({"mixer": "bma", "corrected": True})
+    r = run_study(study_from_dict(raw), output=tmp_path / "c", cache_dir=cache_dir)
+    assert r.keys == ["bma", "bma_corrected"]
+    assert (r.path / "dataset_corrected.csv").is_file()
+    met = r.metrics()
+    assert set(met["models"]["corrected"]) == set(MODELS)
+    assert met["mixers"]["bma_corrected"]["corrected"] is True
+    ds = lbmm.load_dataset("default").select_models(MODELS)
+    post = r.posterior("bma_corrected")
+    np.testing.assert_allclose(post.dataset.F, shift(ds).F)
+    t1 = (r.path / "tables" / "table1.md").read_text()
+    assert "DUZU (corr.)" in t1 and "BMA (corr.)" in t1
+
+
+# ---------------------------------------------------------------------- tutorial
+
+
+def test_tutorial_runs_with_tiny_settings(tmp_path):
+    pytest.importorskip("lbmm.mixers.local")
+    from lbmm.mixers import MIXERS
+
+    if "glm_dirichlet" not in MIXERS:
+        pytest.skip("the tutorial fits glm_dirichlet, not in MIXERS yet")
+    out = tmp_path / "tutorial"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "tutorial.py"), "--num-chains", "1",
+         "--num-warmup", "30", "--num-samples", "30", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "LBMM_CACHE_DIR": "off"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "weights.png").is_file()
+    assert "test rms" in proc.stdout
