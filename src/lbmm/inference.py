@@ -30,6 +30,7 @@ from .data import Dataset
 from .data.tables import Provenance
 from .mixers import get_mixer
 from .mixers.bma import BMAPrior, bma, bma_posterior_draws
+from .mixers.local import mean_weights
 
 __all__ = [
     "DEFAULT_CHAIN_METHOD",
@@ -83,7 +84,15 @@ class Posterior:
         return v.reshape((-1, *v.shape[2:]))
 
     def weights_mean(self) -> dict[str, float]:
-        """Posterior mean of the global weights."""
+        """Posterior mean of the global weights; for a local mixer, of E[ω(x) | α(x)] averaged
+        over the nuclei of the training split."""
+        if get_mixer(self.mixer).local:
+            tr = self.dataset.split(self.settings.get("split", "train"))
+            samples = {k: self.samples(k) for k in self.idata.posterior.data_vars}
+            w = mean_weights(
+                self.mixer, samples, tr.x, self.settings["options"], jax.random.PRNGKey(0)
+            )
+            return {m: float(v) for m, v in zip(self.models, w.mean(axis=(0, 1)), strict=True)}
         w = self.samples("weights")
         w = w.reshape(w.shape[0], -1, len(self.models)).mean(axis=(0, 1))
         return {m: float(v) for m, v in zip(self.models, w, strict=True)}
@@ -379,6 +388,7 @@ def fit(
         likelihood_kind=likelihood,
         priors=priors,
         **opts,
+        **(spec.precompute(train.x, opts) if spec.precompute else {}),
         extra_fields=("diverging", "num_steps", "adapt_state.step_size"),
     )
     # JAX dispatches asynchronously: wait for the draws before reading the clock.
@@ -393,7 +403,10 @@ def fit(
         "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1,
         "step_size": np.asarray(extra["adapt_state.step_size"]),
     }
-    dims = {"weights": ["model"], "alpha": ["model"]}
+    dims = {"weights": ["model"], "alpha": ["model"], "gamma_inf": ["model"], "eta": ["model"],
+            "beta": ["input", "model"], "gp_coef": ["basis", "model"],
+            "gp_z": ["obs_nucleus", "model"], "gamma_aux": ["obs_nucleus", "model"],
+            "exp_aux": ["obs_nucleus", "model"]}  # fmt: skip
     if likelihood == "density":
         dims["sigma"] = ["model"]
     idata = _make_idata(samples, dataset, split, dims, stats)

@@ -24,6 +24,7 @@ from . import _jax  # noqa: F401
 from .data import Dataset
 from .inference import Posterior
 from .mixers import get_mixer
+from .mixers.local import local_predictive
 
 __all__ = [
     "ECP_LEVELS",
@@ -189,6 +190,19 @@ def predict(
                           y_obs, logd, ds.models)  # fmt: skip
     spec = get_mixer(posterior.mixer)
     samples = {k: jnp.asarray(posterior.samples(k)) for k in posterior.idata.posterior.data_vars}
+    if spec.local:
+        out = local_predictive(
+            posterior.mixer,
+            samples,
+            F,
+            np.stack([ds.Z[idx], ds.N[idx]], 1).astype(np.float64),
+            y_obs,
+            posterior.settings.get("options", {}),
+            posterior.settings.get("likelihood", "mean"),
+            key,
+        )
+        return Prediction(posterior.mixer, ds.Z[idx], ds.N[idx], labels, out["y"], out["mu"],
+                          out["weights"], y_obs, out["log_density"], ds.models)  # fmt: skip
     kw = {
         "likelihood_kind": posterior.settings.get("likelihood", "mean"),
         **posterior.settings.get("options", {}),

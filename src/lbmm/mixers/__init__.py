@@ -9,6 +9,7 @@ the observations (None to predict).
 from .. import _jax  # noqa: F401  (float64 before anything else)
 from .bma import BMAResult, bma, bma_evidence
 from .global_ import DEFAULT_PRIORS, dirichlet, linear, project_simplex
+from .local import glm_dirichlet, gp_dirichlet
 from .registry import MIXERS, MixerSpec, get_mixer
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "bma_evidence",
     "dirichlet",
     "get_mixer",
+    "glm_dirichlet",
+    "gp_dirichlet",
     "linear",
     "project_simplex",
 ]

@@ -6,6 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .global_ import dirichlet, linear
+from .local import (
+    GLD_DEFAULTS,
+    GPD_DEFAULTS,
+    glm_dirichlet,
+    gp_dirichlet,
+    precompute_gpd,
+    prepare_gld,
+    prepare_gpd,
+)
 
 __all__ = ["MIXERS", "MixerSpec", "get_mixer"]
 
@@ -23,6 +32,9 @@ class MixerSpec:
     """``prepare(train: Dataset, options: dict) -> dict`` fills data-dependent options (input
     centring and scale, HSGP domain) from the training split; the result is stored with the
     fit and reused, unchanged, for prediction."""
+    precompute: Callable | None = None
+    """``precompute(x_train, options) -> dict``: input-only arrays passed to the model as extra
+    keyword arguments during the fit (not stored)."""
     defaults: tuple[tuple[str, object], ...] = ()
     """Default mixer options (besides ``likelihood_kind`` and ``priors``)."""
 
@@ -44,6 +56,25 @@ MIXERS: dict[str, MixerSpec] = {
     "linear": MixerSpec("linear", linear, "GBMM+L", "global linear mixture, ω_k ~ U(0, 1)"),
     "dirichlet": MixerSpec(
         "dirichlet", dirichlet, "GBMM+D", "global Dirichlet mixture, α_k ~ HalfNormal(2)"
+    ),
+    "glm_dirichlet": MixerSpec(
+        "glm_dirichlet",
+        glm_dirichlet,
+        "LBMM+GLD",
+        "local Dirichlet mixture, log α_k(x) linear in standardised (Z, N)",
+        local=True,
+        prepare=prepare_gld,
+        defaults=GLD_DEFAULTS,
+    ),
+    "gp_dirichlet": MixerSpec(
+        "gp_dirichlet",
+        gp_dirichlet,
+        "LBMM+GPD",
+        "local Dirichlet mixture, log α_k(x) a Gaussian process over (Z, N)",
+        local=True,
+        prepare=prepare_gpd,
+        precompute=precompute_gpd,
+        defaults=GPD_DEFAULTS,
     ),
 }
 
