@@ -46,6 +46,7 @@ figcaption { font-size: .9em; color: #444; margin-top: 6px; }
 #image-warning { display: none; background: #fdecea; border: 1px solid #d33; padding: 8px 12px;
                  margin: 12px 32px; }
 code { background: #eef; padding: 0 3px; }
+table.summary td, table.summary th { text-align: left; }
 """
 
 _SCRIPT = """
@@ -107,7 +108,8 @@ def _summary(man: Mapping[str, Any]) -> str:
     cache = man.get("jax_compilation_cache", {})
     git = man.get("git") or {}
     rows = [
-        ("study", f"{man['study']['name']} — {man['study'].get('description', '')}"),
+        ("study", " — ".join(x for x in (man["study"]["name"], man["study"].get("description"))
+                             if x)),
         ("study file", man.get("study_source")),
         ("dataset", f"{ds['name']}: {ds['observable']}, models {', '.join(ds['models'])}"),
         ("nuclei", counts),

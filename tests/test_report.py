@@ -1,0 +1,254 @@
+"""Reporting: tables, figures and the HTML page of a run folder, rebuilt without sampling, and
+the page checked in a real headless browser (Debian's ``chromium``; skipped where absent).
+
+The run behind these tests uses tiny sampling settings (not converged): it tests the report,
+not the statistics.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lbmm.mixers import MIXERS
+from lbmm.report import build_report
+from lbmm.report.figures import choose_chains, hyperparameters
+from lbmm.report.tables import table1, table2, to_markdown
+from lbmm.run import RunError, run_study
+from lbmm.study import study_from_dict
+
+MODELS = ["DUZU", "FRDM95", "WS32010"]
+LOCAL = "glm_dirichlet" if "glm_dirichlet" in MIXERS else None
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    mixers = [{"mixer": "bma"}, {"mixer": "linear"}]
+    if LOCAL:
+        mixers.append({"mixer": LOCAL})
+    raw = {
+        "name": "rep",
+        "description": "report test",
+        "data": {"recipe": "default", "models": MODELS},
+        "sampling": {"num_chains": 2, "num_warmup": 30, "num_samples": 30},
+        "report": {"chains": [50, 82]},
+        "mixers": mixers,
+    }
+    out = tmp_path_factory.mktemp("runs") / "rep"
+    cache = tmp_path_factory.mktemp("cache")
+    return run_study(study_from_dict(raw), output=out, cache_dir=cache, report=False)
+
+
+@pytest.fixture(scope="module")
+def report(run):
+    return build_report(run.path)
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.scripts_src: list[str] = []
+        self.stylesheets: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        elif tag == "a" and "href" in a:
+            self.links.append(a["href"])
+        elif tag == "script" and "src" in a:
+            self.scripts_src.append(a["src"])
+        elif tag == "link":
+            self.stylesheets.append(a.get("href", ""))
+
+
+def _page(run) -> _Links:
+    parser = _Links()
+    parser.feed((run.path / "report.html").read_text())
+    return parser
+
+
+# ---------------------------------------------------------------------- tables
+
+
+def test_tables_are_written_as_csv_and_markdown(run, report):
+    for name in ("table1", "table2", "diagnostics"):
+        for ext in ("csv", "md"):
+            assert (run.path / "tables" / f"{name}.{ext}").is_file()
+    assert report["tables"] == sorted(report["tables"])
+    md = (run.path / "tables" / "table1.md").read_text().strip().splitlines()
+    assert len({line.count("|") for line in md}) == 1  # a well-formed table
+
+
+def test_table1_rows_and_values(run, report):
+    t1 = pd.read_csv(run.path / "tables" / "table1.csv")
+    met = run.metrics()
+    assert list(t1["name"][:3]) == MODELS
+    assert list(t1[t1["kind"] == "mixer"]["key"]) == run.keys
+    raw = met["models"]["raw"]
+    for m in MODELS:
+        row = t1[t1["name"] == m].iloc[0]
+        assert row["sigma"] == pytest.approx(raw[m]["train"]["rms"])  # σ_k = train rms
+        assert row["test_rms"] == pytest.approx(raw[m]["test"]["rms"])
+    lin = t1[t1["key"] == "linear"].iloc[0]
+    assert lin["train_rms"] == pytest.approx(met["mixers"]["linear"]["train"]["rms"])
+    assert lin["sigma"] == pytest.approx(met["mixers"]["linear"]["sigma_mean"])
+
+
+def test_table2_has_three_bma_rows_and_every_mixer(run, report):
+    t2 = pd.read_csv(run.path / "tables" / "table2.csv")
+    assert list(t2["name"][:3]) == ["BMA(ex)", "BMA(MC)", "BMA(Lap)"]
+    assert set(MODELS) <= set(t2.columns)
+    np.testing.assert_allclose(t2[t2["name"] == "BMA(ex)"][MODELS].sum(axis=1), 1.0)
+    if LOCAL:
+        row = t2[t2["key"] == LOCAL].iloc[0]
+        assert row["kind"] == "local (train mean)"
+        assert row[MODELS].sum() == pytest.approx(1.0, abs=1e-6)  # Dirichlet weights
+
+
+def test_diagnostics_table(run, report):
+    td = pd.read_csv(run.path / "tables" / "diagnostics.csv")
+    assert list(td["key"]) == run.keys
+    assert td.set_index("key").loc["bma", "sampler"] == "exact"
+    assert td.set_index("key").loc["linear", "chains_x_draws"] == "2 × (30 + 30)"
+
+
+def test_to_markdown_shows_missing_values_as_dashes():
+    md = to_markdown(pd.DataFrame({"a": ["x", "y"], "b": [1.23456, float("nan")]}), 2)
+    assert md.splitlines()[2] == "| x | 1.23 |"
+    assert md.splitlines()[3] == "| y | — |"
+
+
+def test_tables_from_metrics_without_runs():
+    metrics = {"models": {"raw": {}}, "mixers": {"k": {"label": "GBMM+D", "weights": {"A": 1.0},
+               "train": {"rms": 0.1, "n": 3}, "sigma_mean": 0.2, "sigma_sd": 0.01}}}  # fmt: skip
+    t1 = table1(metrics)
+    assert t1.iloc[0]["name"] == "GBMM+D" and np.isnan(t1.iloc[0]["test_rms"])
+    assert table2(metrics).iloc[0]["A"] == 1.0
+
+
+# ---------------------------------------------------------------------- figures
+
+
+def test_every_figure_is_a_png(run, report):
+    files = report["figures"]
+    expected = {"ecp.png", "weights_global.png", "residuals_models.png", "residuals_mixers.png",
+                "existence.png", "chains_bma.png", "chains_linear.png", "trace_linear.png",
+                "rank_linear.png"}  # fmt: skip
+    if LOCAL:
+        expected |= {f"weights_{LOCAL}.png", f"chains_{LOCAL}.png", f"trace_{LOCAL}.png"}
+    assert expected <= set(files)
+    assert "trace_bma.png" not in files  # closed form: no chains to trace
+    for f in files:
+        data = (run.path / "figures" / f).read_bytes()
+        assert data[:8] == PNG and len(data) > 5000, f
+
+
+def test_hyperparameters_put_sigma_first(run):
+    series = hyperparameters(run.posterior("linear"))
+    names = list(series)
+    assert names[0] == "sigma"
+    assert names[1:] == [f"weights[{m}]" for m in MODELS]
+    assert all(v.shape == (2, 30) for v in series.values())
+    assert len(hyperparameters(run.posterior("linear"), limit=2)) == 2
+
+
+def test_choose_chains():
+    pred = pd.DataFrame({"Z": [20, 20, 50, 50, 50, 82], "y_obs": [1, 2, 3, np.nan, 4, 5.0]})
+    assert choose_chains(pred, [50, 126]) == [50]
+    assert choose_chains(pred, [], count=2) == [20, 82]
+
+
+# ---------------------------------------------------------------------- HTML
+
+
+def test_html_links_only_local_files(run, report):
+    page = _page(run)
+    text = (run.path / "report.html").read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", text)  # nothing external
+    assert page.scripts_src == [] and page.stylesheets == []
+    assert len(page.images) == len(report["figures"])
+    for src in page.images + page.links:
+        if src.startswith("#"):
+            assert f'id="{src[1:]}"' in text, src
+        else:
+            assert (run.path / src).is_file(), src
+    for rel in ("manifest.json", "predictions.csv", "posterior/linear.nc", "tables/table1.md"):
+        assert rel in page.links
+
+
+def test_report_is_rebuilt_without_sampling(run, report):
+    shutil.rmtree(run.path / "figures")
+    (run.path / "report.html").unlink()
+    again = build_report(run.path)
+    assert again["figures"] == report["figures"]
+    assert (run.path / "report.html").is_file()
+    assert not list(run.path.glob(".report-*"))
+
+
+def test_report_refuses_foreign_folders(tmp_path):
+    with pytest.raises(RunError, match="no manifest"):
+        build_report(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("needs Debian's chromium for the headless-browser check (not installed here)")
+
+
+def _chromium_args(exe: str) -> list[str]:
+    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            "--allow-file-access-from-files", "--no-first-run"]  # fmt: skip
+
+
+def test_report_loads_in_a_headless_browser(run, report, tmp_path):
+    """Every <img> loads: the page's own script marks <body data-images="ok"> after loading
+    (or "failed" with the failing sources), and the DOM is read back with --dump-dom. A
+    screenshot is written beside the run for a look."""
+    exe = _chromium()
+    url = (run.path / "report.html").as_uri()
+    dom = subprocess.run([*_chromium_args(exe), "--dump-dom", url], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body, dom.stdout[:500]
+    assert 'data-images="ok"' in body.group(0), body.group(0)
+    assert dom.stdout.count("<img") == len(report["figures"])
+    shot = tmp_path / "report.png"
+    res = subprocess.run([*_chromium_args(exe), "--window-size=1280,2400",
+                          f"--screenshot={shot}", url], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert shot.read_bytes()[:8] == PNG and shot.stat().st_size > 50_000
+
+
+def test_browser_check_detects_a_missing_image(run, report, tmp_path):
+    """The same check fails when a figure is missing (so the test above can fail)."""
+    exe = _chromium()
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    (copy / "figures" / "ecp.png").unlink()
+    dom = subprocess.run([*_chromium_args(exe), "--dump-dom", (copy / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    assert 'data-images="failed"' in body and "figures/ecp.png" in body
+
+
+def test_missing_figure_warning_is_hidden_by_default(run, report):
+    text = (run.path / "report.html").read_text()
+    assert 'id="image-warning"' in text and "#image-warning" in text
+    assert Path(report["html"]).name == "report.html"
