@@ -271,7 +271,7 @@ def fit(
     num_chains: int = 4,
     seed: int = 0,
     target_accept: float = 0.95,
-    dense_mass: bool = True,
+    dense_mass: bool | list | None = None,
     max_tree_depth: int = 10,
     chain_method: str | None = None,
     progress_bar: bool = False,
@@ -317,7 +317,7 @@ def fit(
         "num_chains": num_chains,
         "seed": seed,
         "target_accept": target_accept,
-        "dense_mass": dense_mass,
+        "dense_mass": repr(dense_mass),
         "max_tree_depth": max_tree_depth,
         "priors": {k: repr(v) for k, v in (priors or {}).items()},
     }
@@ -364,6 +364,9 @@ def fit(
     settings["chain_method"] = method
     opts = spec.resolve_options(train, options)
     settings["options"] = _jsonable(opts)
+    if dense_mass is None:
+        dense_mass = spec.dense_mass(opts) if callable(spec.dense_mass) else spec.dense_mass
+    settings["dense_mass"] = repr(dense_mass)
     kernel = NUTS(
         spec.model,
         target_accept_prob=target_accept,
@@ -413,7 +416,8 @@ def fit(
     diag = diagnostics(idata)
     diag["wall_s"] = wall
     diag["grad_evals"] = int(steps.sum())
-    diag["sampler"] = f"NUTS ({method}, {'dense' if dense_mass else 'diag'} mass)"
+    mass = "dense" if dense_mass is True else "diag" if not dense_mass else "block-dense"
+    diag["sampler"] = f"NUTS ({method}, {mass} mass)"
     if warn:
         _warn(diag, mixer)
     return Posterior(mixer, idata, dataset, settings, diag)

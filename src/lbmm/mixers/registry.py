@@ -35,6 +35,9 @@ class MixerSpec:
     precompute: Callable | None = None
     """``precompute(x_train, options) -> dict``: input-only arrays passed to the model as extra
     keyword arguments during the fit (not stored)."""
+    dense_mass: object = True
+    """Default mass matrix of NUTS: True (dense), False (diagonal), a list of tuples of site
+    names (block-dense), or a function of the resolved options returning one of these."""
     defaults: tuple[tuple[str, object], ...] = ()
     """Default mixer options (besides ``likelihood_kind`` and ``priors``)."""
 
@@ -64,6 +67,7 @@ MIXERS: dict[str, MixerSpec] = {
         "local Dirichlet mixture, log α_k(x) linear in standardised (Z, N)",
         local=True,
         prepare=prepare_gld,
+        dense_mass=lambda o: o["omega"] != "latent",
         defaults=GLD_DEFAULTS,
     ),
     "gp_dirichlet": MixerSpec(
@@ -74,6 +78,7 @@ MIXERS: dict[str, MixerSpec] = {
         local=True,
         prepare=prepare_gpd,
         precompute=precompute_gpd,
+        dense_mass=[("gamma_inf", "eta", "rho_z", "rho_n", "sigma")],
         defaults=GPD_DEFAULTS,
     ),
 }
