@@ -1,5 +1,6 @@
-# Two entry points: `make run` (the main job on the embedded default dataset)
-# and `make test` (the test suite). Each builds .venv on first use.
+# Two entry points: `make run` (the main job: `lbmm run` on the built-in default study,
+# written to runs/default, replacing an earlier run there) and `make test` (the test suite).
+# Each builds .venv on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/lbmm data --dataset default
+	$(VENV)/bin/lbmm run default --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

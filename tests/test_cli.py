@@ -64,3 +64,146 @@ def test_fit_bma_prints_three_weight_rows(capsys):
                  "--num-chains", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "BMA(exact)" in out and "BMA(mc)" in out and "BMA(laplace)" in out
+
+
+# ---------------------------------------------------------------------- fit options
+
+
+def test_fit_offers_every_registered_mixer():
+    from lbmm.cli import build_parser
+    from lbmm.mixers import MIXERS
+
+    parser = build_parser()
+    fit = parser._subparsers._group_actions[0].choices["fit"]
+    mixer = next(a for a in fit._actions if a.dest == "mixer")
+    assert set(mixer.choices) == set(MIXERS)
+
+
+def test_option_values_are_read_as_json_where_they_parse():
+    from lbmm.cli import _parse_options
+
+    opts = _parse_options(["gp=exact", "hsgp_m=[20, 30]", "hsgp_c=1.5", "intercept=false"])
+    assert opts == {"gp": "exact", "hsgp_m": [20, 30], "hsgp_c": 1.5, "intercept": False}
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        _parse_options(["gp"])
+
+
+def test_fit_refuses_an_unknown_option(capsys):
+    args = ["fit", "--mixer", "linear", "--option", "gp=exact", "--num-chains", "1"]
+    assert main([*args, "--num-warmup", "5", "--num-samples", "5", "--quiet"]) == 2
+    assert "unknown option(s) ['gp']" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- studies
+
+
+def test_studies_lists_the_builtin_ones(capsys):
+    assert main(["studies"]) == 0
+    out = capsys.readouterr().out
+    assert "default" in out and "kejzlar2023" in out
+    assert main(["studies", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"default", "kejzlar2023"}
+
+
+def test_study_show_prints_the_builtin_file(capsys):
+    import tomllib
+
+    from lbmm.study import builtin_study_text
+
+    assert main(["study", "show", "default"]) == 0
+    out = capsys.readouterr().out
+    assert out == builtin_study_text("default")
+    assert tomllib.loads(out)["name"] == "default"
+
+
+def test_study_show_resolved_and_check(capsys, tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\n[[mixers]]\nmixer = "dirichlet"\n')
+    assert main(["study", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "num_warmup = 1000" in out and 'key = "dirichlet"' in out
+    assert main(["study", "check", str(path)]) == 0
+    assert "is valid" in capsys.readouterr().out
+    path.write_text('name = "mine"\n[sampling]\nnum_chains = "four"\n[[mixers]]\nmixer = "bma"\n')
+    assert main(["study", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "key 'sampling.num_chains' must be an integer" in err and "mine.toml" in err
+
+
+# ---------------------------------------------------------------------- run, report, predict
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """``lbmm run`` of a tiny study through the CLI (2 chains × 20 + 20, three models)."""
+    root = tmp_path_factory.mktemp("cli")
+    study = root / "tiny.toml"
+    study.write_text(
+        'name = "tiny"\n[data]\nrecipe = "default"\nmodels = ["DUZU", "FRDM95", "WS32010"]\n'
+        '[[mixers]]\nmixer = "bma"\n[[mixers]]\nmixer = "dirichlet"\n'
+    )
+    out = root / "run"
+    args = [
+        "run",
+        str(study),
+        "--out",
+        str(out),
+        "--num-chains",
+        "2",
+        "--num-warmup",
+        "20",
+        "--num-samples",
+        "20",
+        "--seed",
+        "5",
+        "--quiet",
+        "--cache-dir",
+        str(root / "c"),
+    ]
+    return out, args
+
+
+def test_run_writes_a_run_folder_and_prints_the_tables(cli_run, capsys):
+    out, args = cli_run
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "Table 1" in printed and "GBMM+D" in printed and "BMA(ex)" in printed
+    assert f"run folder: {out}" in printed
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["study"]["mixers"][1]["sampling"]["num_samples"] == 20
+    assert man["seed"] == 5 and man["mixers"]["dirichlet"]["seed"] == 5
+    assert (out / "report.html").is_file()
+    assert main(args) == 2  # the folder exists now
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_report_rebuilds(cli_run, capsys):
+    out, _ = cli_run
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert "report:" in capsys.readouterr().out
+    assert (out / "report.html").is_file()
+
+
+def test_predict_prints_rows_and_json(cli_run, capsys):
+    out, _ = cli_run
+    assert main(["predict", str(out), "--nuclei", "50,82", "208Pb", "132Sn"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("132Sn") == 2 and text.count("208Pb") == 2  # each nucleus once per mixer
+    assert "GBMM+D" in text and "P(>0)" in text
+    assert main(["predict", str(out), "--nuclei", "82,126", "--mixers", "dirichlet", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["nucleus"] == "208Pb" and rows[0]["lo95"] < rows[0]["hi95"]
+
+
+def test_report_and_predict_refuse_foreign_folders(cli_run, capsys, tmp_path):
+    for cmd in (["report", str(tmp_path)], ["predict", str(tmp_path), "--nuclei", "50,82"]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lbmm: error: ") and "no manifest.json" in err
+    out, _ = cli_run
+    assert main(["predict", str(out), "--nuclei", "50,2"]) == 2
+    assert "nucleus 52Sn (Z=50, N=2) is not in the dataset" in capsys.readouterr().err
+    assert main(["predict", str(out), "--nuclei", "50;82"]) == 2
+    assert main(["run", "nope"]) == 2
+    assert "no study 'nope'" in capsys.readouterr().err

@@ -96,6 +96,7 @@ def test_compilation_cache_is_filled(run, cache_dir):
 
 
 def test_compilation_cache_can_be_turned_off(monkeypatch):
+    assert enable_compilation_cache("off")["used"] is False
     monkeypatch.setenv("LBMM_CACHE_DIR", "off")
     assert enable_compilation_cache()["used"] is False
 

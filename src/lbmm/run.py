@@ -171,16 +171,20 @@ def enable_compilation_cache(cache_dir: str | Path | None = None) -> dict[str, A
     ----------
     cache_dir
         The cache folder; default ``$LBMM_CACHE_DIR``, else ``~/.cache/lbmm/jax``
-        (``$XDG_CACHE_HOME/lbmm/jax`` where that is set). ``$LBMM_CACHE_DIR=off`` disables it.
+        (``$XDG_CACHE_HOME/lbmm/jax`` where that is set). ``"off"`` (or
+        ``$LBMM_CACHE_DIR=off``) disables it.
 
     Returns
     -------
     dict
         ``used``, ``dir`` and the number of cache entries found before the run.
     """
+    off = {"", "off", "0", "none", "false"}
+    if cache_dir is not None and str(cache_dir).strip().lower() in off - {""}:
+        return {"used": False, "dir": None, "reason": f"cache_dir={str(cache_dir)!r}"}
     if cache_dir is None:
         env = os.environ.get(CACHE_ENV)
-        if env is not None and env.strip().lower() in {"", "off", "0", "none", "false"}:
+        if env is not None and env.strip().lower() in off:
             return {"used": False, "dir": None, "reason": f"${CACHE_ENV}={env!r}"}
         if env:
             cache_dir = env

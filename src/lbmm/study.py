@@ -67,13 +67,16 @@ class StudyError(ValueError):
 
 @dataclass(frozen=True)
 class Sampling:
-    """NUTS settings, the keyword arguments of :func:`lbmm.inference.fit` of the same names."""
+    """NUTS settings, the keyword arguments of :func:`lbmm.inference.fit` of the same names.
+
+    ``dense_mass`` None (the key left out) lets each mixer choose its mass matrix.
+    """
 
     num_chains: int = 4
     num_warmup: int = 1000
     num_samples: int = 1000
     target_accept: float = 0.95
-    dense_mass: bool = True
+    dense_mass: bool | None = None
     max_tree_depth: int = 10
     chain_method: str = "sequential"
 
@@ -252,12 +255,13 @@ class Study:
             "seed": self.seed,
             "output": self.output,
             "data": self._data_dict(),
-            "sampling": asdict(self.sampling),
+            "sampling": _drop_none(asdict(self.sampling)),
             "report": {"chains": list(self.report.chains)},
             "mixers": [],
         }
         for m in self.mixers:
             d = asdict(m)
+            d["sampling"] = _drop_none(d["sampling"])
             d["options"] = dict(m.options)
             d["priors"] = dict(m.priors)
             out["mixers"].append(d)
@@ -394,8 +398,10 @@ class _Reader:
             self.fail(self.key(name), f"must lie strictly between {lo} and {hi}, got {v}")
         return float(v)
 
-    def boolean(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool | None, *, optional: bool = False) -> bool | None:
         v = self.get(name, default)
+        if v is None and optional:
+            return None
         if not isinstance(v, bool):
             self.fail(self.key(name), f"must be true or false, got {_show(v)}")
         return v
@@ -488,7 +494,7 @@ def _sampling(r: _Reader, base: Sampling) -> Sampling:
         num_warmup=r.integer("num_warmup", base.num_warmup, minimum=1),
         num_samples=r.integer("num_samples", base.num_samples, minimum=2),
         target_accept=r.number("target_accept", base.target_accept, lo=0.0, hi=1.0),
-        dense_mass=r.boolean("dense_mass", base.dense_mass),
+        dense_mass=r.boolean("dense_mass", base.dense_mass, optional=True),
         max_tree_depth=r.integer("max_tree_depth", base.max_tree_depth, minimum=1),
         chain_method=r.string("chain_method", base.chain_method, choices=CHAIN_METHODS),
     )
