@@ -179,13 +179,19 @@ def enable_compilation_cache(cache_dir: str | Path | None = None) -> dict[str, A
     dict
         ``used``, ``dir`` and the number of cache entries found before the run.
     """
+    from ._jax import jax  # float64 and host devices set before JAX starts
+
     off = {"", "off", "0", "none", "false"}
+    reason = None
     if cache_dir is not None and str(cache_dir).strip().lower() in off - {""}:
-        return {"used": False, "dir": None, "reason": f"cache_dir={str(cache_dir)!r}"}
+        reason = f"cache_dir={str(cache_dir)!r}"
+    env = os.environ.get(CACHE_ENV)
+    if cache_dir is None and env is not None and env.strip().lower() in off:
+        reason = f"${CACHE_ENV}={env!r}"
+    if reason is not None:
+        jax.config.update("jax_enable_compilation_cache", False)
+        return {"used": False, "dir": None, "reason": reason}
     if cache_dir is None:
-        env = os.environ.get(CACHE_ENV)
-        if env is not None and env.strip().lower() in off:
-            return {"used": False, "dir": None, "reason": f"${CACHE_ENV}={env!r}"}
         if env:
             cache_dir = env
         else:
@@ -195,9 +201,9 @@ def enable_compilation_cache(cache_dir: str | Path | None = None) -> dict[str, A
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        jax.config.update("jax_enable_compilation_cache", False)
         return {"used": False, "dir": str(path), "reason": f"cannot create: {err}"}
-    import jax
-
+    jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -224,7 +230,7 @@ def package_versions() -> dict[str, str | None]:
 
 def platform_info() -> dict[str, Any]:
     """The machine: OS, architecture, CPU count and the JAX backend and devices."""
-    import jax
+    from ._jax import jax
 
     return {
         "system": platform.system(),
