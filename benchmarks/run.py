@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 # isort: off
-import lbmm  # first: float64 and one XLA host device per core, before JAX starts
+import lbmm._jax  # noqa: F401  (first: float64, one XLA host device per core)
 
 # isort: on
 import arviz as az
@@ -59,6 +59,7 @@ from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import initialize_model
 
 import lbmm.inference as inference
+from lbmm import __version__ as lbmm_version
 from lbmm.data import load_dataset
 from lbmm.mixers import get_mixer
 from lbmm.predict import evaluate, predict
@@ -134,7 +135,7 @@ def machine() -> dict[str, Any]:
 def versions() -> dict[str, str]:
     import jaxlib
 
-    return {"python": platform.python_version(), "lbmm": lbmm.__version__,
+    return {"python": platform.python_version(), "lbmm": lbmm_version,
             "jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "numpyro": numpyro.__version__, "arviz": az.__version__,
             "numpy": np.__version__}  # fmt: skip
