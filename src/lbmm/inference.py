@@ -188,6 +188,8 @@ def _make_idata(
 ) -> az.InferenceData:
     idx = ds.split_indices(split)
     labels = np.asarray(ds.labels)
+    # a site name can have different shapes in different mixers (gamma_aux: (p,) or (n, p))
+    dims = {k: d for k, d in dims.items() if k in samples and samples[k].ndim == len(d) + 2}
     idata = az.from_dict(
         posterior=samples,
         sample_stats=sample_stats or None,
