@@ -124,6 +124,7 @@ def run_fit(
 ) -> dict[str, Any]:
     """Run the peer's ``run.py`` once (a fresh process) and return its JSON, with
     ``process_wall_s`` (start of the process to its end, imports included) added."""
+    train, test, out = Path(train).resolve(), Path(test).resolve(), Path(out).resolve()
     cmd = [str(py), str(peer / "run.py"), "--train", str(train), "--test", str(test)]
     cmd += ["--model", PEER_MODEL[mixer], "--sampler", sampler, "--chains", str(chains)]
     cmd += ["--tune", str(tune), "--draws", str(draws), "--out", str(out)]

@@ -678,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.peer:
         with tempfile.TemporaryDirectory(prefix="lbmm-peer-") as tmp:
-            wd = Path(a.workdir) if a.workdir else Path(tmp)
+            wd = (Path(a.workdir) if a.workdir else Path(tmp)).resolve()  # peer runs in its dir
             res["peer"] = run_peer(ds, a, wd)
         res["ratios"] = ratios(res["lbmm"], res["peer"])
 
