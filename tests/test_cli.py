@@ -118,10 +118,10 @@ def test_study_show_prints_the_builtin_file(capsys):
 
 def test_study_show_resolved_and_check(capsys, tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('name = "mine"\n[[mixers]]\nmixer = "dirichlet"\n')
+    path.write_text('name = "mine"\n[[mixers]]\nmixer = "linear"\n')
     assert main(["study", "show", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "num_warmup = 1000" in out and 'key = "dirichlet"' in out
+    assert "num_warmup = 1000" in out and 'key = "linear"' in out
     assert main(["study", "check", str(path)]) == 0
     assert "is valid" in capsys.readouterr().out
     path.write_text('name = "mine"\n[sampling]\nnum_chains = "four"\n[[mixers]]\nmixer = "bma"\n')
@@ -140,7 +140,7 @@ def cli_run(tmp_path_factory):
     study = root / "tiny.toml"
     study.write_text(
         'name = "tiny"\n[data]\nrecipe = "default"\nmodels = ["DUZU", "FRDM95", "WS32010"]\n'
-        '[[mixers]]\nmixer = "bma"\n[[mixers]]\nmixer = "dirichlet"\n'
+        '[[mixers]]\nmixer = "bma"\n[[mixers]]\nmixer = "linear"\n'
     )
     out = root / "run"
     args = [
@@ -167,11 +167,11 @@ def test_run_writes_a_run_folder_and_prints_the_tables(cli_run, capsys):
     out, args = cli_run
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "Table 1" in printed and "GBMM+D" in printed and "BMA(ex)" in printed
+    assert "Table 1" in printed and "GBMM+L" in printed and "BMA(ex)" in printed
     assert f"run folder: {out}" in printed
     man = json.loads((out / "manifest.json").read_text())
     assert man["study"]["mixers"][1]["sampling"]["num_samples"] == 20
-    assert man["seed"] == 5 and man["mixers"]["dirichlet"]["seed"] == 5
+    assert man["seed"] == 5 and man["mixers"]["linear"]["seed"] == 5
     assert (out / "report.html").is_file()
     assert main(args) == 2  # the folder exists now
     assert "already exists; pass --overwrite" in capsys.readouterr().err
@@ -190,8 +190,8 @@ def test_predict_prints_rows_and_json(cli_run, capsys):
     assert main(["predict", str(out), "--nuclei", "50,82", "208Pb", "132Sn"]) == 0
     text = capsys.readouterr().out
     assert text.count("132Sn") == 2 and text.count("208Pb") == 2  # each nucleus once per mixer
-    assert "GBMM+D" in text and "P(>0)" in text
-    assert main(["predict", str(out), "--nuclei", "82,126", "--mixers", "dirichlet", "--json"]) == 0
+    assert "GBMM+L" in text and "P(>0)" in text
+    assert main(["predict", str(out), "--nuclei", "82,126", "--mixers", "linear", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0]["nucleus"] == "208Pb" and rows[0]["lo95"] < rows[0]["hi95"]
 

@@ -318,3 +318,22 @@ def test_tutorial_runs_with_tiny_settings(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "weights.png").is_file()
     assert "test rms" in proc.stdout
+
+
+def test_predictions_can_use_thinned_draws(tmp_path, cache_dir):
+    raw = tiny_study(mixers=("bma",), predict={"max_draws": 20})
+    r = run_study(study_from_dict(raw), output=tmp_path / "t", cache_dir=cache_dir, report=False)
+    assert r.manifest["mixers"]["bma"]["predict_draws"] == 20
+    assert r.manifest["study"]["predict"] == {"max_draws": 20}
+    assert r.posterior("bma").samples("sigma").shape[0] == 60  # stored posterior keeps all
+
+
+def test_thin_keeps_every_chain_alike(run):
+    from lbmm.run import thin
+
+    post = run.posterior("linear")
+    assert thin(post, 0) is post and thin(post, 1000) is post
+    t = thin(post, 25)
+    assert t.idata.posterior.sizes["chain"] == 2
+    assert t.idata.posterior.sizes["draw"] == 10  # every 3rd of 30: 20 in all, <= 25
+    np.testing.assert_array_equal(t.samples("sigma")[:10], post.samples("sigma")[:30:3])

@@ -89,6 +89,7 @@ def test_toml_round_trip_keeps_every_setting(tmp_path):
         seed=7,
         sampling={"num_chains": 2, "num_warmup": 30, "num_samples": 40},
         report={"chains": [50, 82]},
+        predict={"max_draws": 500},
         mixers=[
             {"mixer": "bma"},
             {"mixer": "linear", "likelihood": "density", "priors": {"sigma": "Gamma(5, 10)"}},
@@ -101,6 +102,7 @@ def test_toml_round_trip_keeps_every_setting(tmp_path):
     back = load_study(path)
     assert back.to_dict() == st.to_dict()
     assert back.keys == ["bma", "linear_density", "dirichlet_corrected"]
+    assert back.predict.max_draws == 500
     assert back.mixer("dirichlet_corrected").sampling.num_samples == 60
     assert back.mixer("dirichlet_corrected").sampling.num_warmup == 30  # inherited
     assert back.mixer("linear_density").seed == 7
@@ -198,6 +200,8 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
         (_minimal(data={"splits": {"train": []}}), "key 'data.splits.train' must be a non-empty"),
         (_minimal(data={"models": ["A", "A"]}), "key 'data.models' must list distinct"),
         (_minimal(report={"chains": ["Sn"]}), "key 'report.chains' must be a list of integers"),
+        (_minimal(predict={"max_draws": -1}), "key 'predict.max_draws' must be at least 0"),
+        (_minimal(predict={"draws": 5}), "key 'predict.draws' is not a known setting"),
     ],
 )
 def test_validation_names_the_key(raw, message):

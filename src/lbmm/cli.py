@@ -254,7 +254,11 @@ def _print_run_tables(run) -> None:
     print(to_markdown(table2_display(table2(metrics)), 2))
     bad = [k for k, r in run.manifest["mixers"].items() if not r["converged"]]
     if bad:
-        print(f"not converged (R-hat > 1.01, ESS < 400 or divergences): {', '.join(bad)}")
+        print(f"not converged (max R-hat > 1.01 or min bulk ESS < 400): {', '.join(bad)}")
+    div = {k: r["diagnostics"].get("divergences", 0) for k, r in run.manifest["mixers"].items()}
+    div = {k: v for k, v in div.items() if v}
+    if div:
+        print("divergent transitions: " + ", ".join(f"{k} ({v})" for k, v in div.items()))
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

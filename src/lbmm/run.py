@@ -60,6 +60,7 @@ __all__ = [
     "prediction_indices",
     "run_study",
     "sha256",
+    "thin",
 ]
 
 RUN_FORMAT = "lbmm-run"
@@ -394,7 +395,20 @@ class _MixerOutcome:
     record: dict[str, Any]
 
 
-def _run_mixer(entry, ds: Dataset, folder: Path, progress: Progress, bar: bool) -> _MixerOutcome:
+def thin(posterior, max_draws: int):
+    """The posterior with at most ``max_draws`` draws in all, every chain thinned alike
+    (``max_draws`` 0: unchanged)."""
+    post = posterior.idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    if not max_draws or chains * draws <= max_draws:
+        return posterior
+    step = math.ceil(chains * draws / max_draws)
+    return replace(posterior, idata=posterior.idata.isel(draw=slice(None, None, step)))
+
+
+def _run_mixer(
+    entry, ds: Dataset, folder: Path, progress: Progress, bar: bool, max_draws: int
+) -> _MixerOutcome:
     from .inference import fit
     from .mixers import get_mixer
     from .predict import predict
@@ -423,12 +437,14 @@ def _run_mixer(entry, ds: Dataset, folder: Path, progress: Progress, bar: bool) 
     rel = Path("posterior") / f"{entry.key}.nc"
     post.save(folder / rel)
     save_s = time.perf_counter() - t0 - fit_s
-    progress(f"  fitted in {fit_s:.1f} s; predicting {len(prediction_indices(ds))} nuclei")
     where = prediction_indices(ds)
+    progress(f"  fitted in {fit_s:.1f} s; predicting {where.size} nuclei")
     t1 = time.perf_counter()
-    pred = predict(post, [(int(ds.Z[i]), int(ds.N[i])) for i in where], seed=entry.seed + 1)
+    used = thin(post, max_draws)
+    nuclei = [(int(ds.Z[i]), int(ds.N[i])) for i in where]
+    pred = predict(used, nuclei, seed=entry.seed + 1)
     predict_s = time.perf_counter() - t1
-    metrics = mixer_metrics(post, pred, ds, where)
+    metrics = mixer_metrics(used, pred, ds, where)
     metrics.update(mixer=entry.mixer, label=entry.label, likelihood=entry.likelihood,
                    corrected=entry.corrected, local=get_mixer(entry.mixer).local)  # fmt: skip
     diag = dict(post.diagnostics)
@@ -441,6 +457,7 @@ def _run_mixer(entry, ds: Dataset, folder: Path, progress: Progress, bar: bool) 
         "fit_s": fit_s,
         "save_s": save_s,
         "predict_s": predict_s,
+        "predict_draws": int(pred.y.shape[0]),
         "diagnostics": diag,
         "converged": _converged(diag),
     }
@@ -449,13 +466,13 @@ def _run_mixer(entry, ds: Dataset, folder: Path, progress: Progress, bar: bool) 
 
 
 def _converged(diag: Mapping[str, Any]) -> bool:
+    """Max R-hat <= 1.01 and min bulk ESS >= 400 (divergences are reported apart)."""
     from .inference import ESS_MIN, RHAT_MAX
 
     if diag.get("sampler") == "exact":
         return True
     rhat, ess = diag.get("rhat_max"), diag.get("ess_bulk_min")
-    ok = rhat is not None and ess is not None and rhat <= RHAT_MAX and ess >= ESS_MIN
-    return bool(ok and not diag.get("divergences", 0))
+    return bool(rhat is not None and ess is not None and rhat <= RHAT_MAX and ess >= ESS_MIN)
 
 
 def _model_metrics(ds: Dataset) -> dict[str, Any]:
@@ -613,7 +630,7 @@ def run_study(
             )
             say(f"[{i}/{len(st.mixers)}] {entry.label} ({entry.key}): {run_desc}; "
                 f"elapsed {time.perf_counter() - t_start:.0f} s")  # fmt: skip
-            out = _run_mixer(entry, data, tmp, say, progress_bar)
+            out = _run_mixer(entry, data, tmp, say, progress_bar, st.predict.max_draws)
             d = out.record["diagnostics"]
             say(f"  done: fit {out.record['fit_s']:.1f} s, predict {out.record['predict_s']:.1f}"
                 f" s; R-hat max {d['rhat_max']:.4f}, min bulk ESS {d['ess_bulk_min']:.0f}, "

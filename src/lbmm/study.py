@@ -8,7 +8,7 @@ A study is a TOML file (or one of the built-in studies, ``lbmm studies``) that n
 - the sampling settings (chains, warm-up, draws, target acceptance, ...);
 - the mixers to run, each with its likelihood, options, priors, optional systematic
   corrections and optional sampling overrides;
-- the seed, the output folder and a few report settings.
+- the seed, the output folder, and a few prediction and report settings.
 
 :func:`load_study` reads and validates one; every error names the file and the key, and says
 what was expected. :meth:`Study.to_toml` writes the study back with every default made
@@ -40,6 +40,7 @@ __all__ = [
     "BUILTIN_STUDIES",
     "DataSpec",
     "MixerEntry",
+    "PredictSpec",
     "ReportSpec",
     "Sampling",
     "Study",
@@ -178,6 +179,21 @@ class ReportSpec:
 
 
 @dataclass(frozen=True)
+class PredictSpec:
+    """Prediction settings of a run.
+
+    Attributes
+    ----------
+    max_draws
+        At most this many posterior draws (evenly thinned, every chain alike) make the
+        predictions over the domain, the metrics and the figures; 0 uses them all. The stored
+        posteriors keep every draw, and ``lbmm predict`` uses them all.
+    """
+
+    max_draws: int = 0
+
+
+@dataclass(frozen=True)
 class Study:
     """A validated study: data, settings, mixers and where results go."""
 
@@ -188,6 +204,7 @@ class Study:
     data: DataSpec = field(default_factory=DataSpec)
     sampling: Sampling = field(default_factory=Sampling)
     mixers: tuple[MixerEntry, ...] = ()
+    predict: PredictSpec = field(default_factory=PredictSpec)
     report: ReportSpec = field(default_factory=ReportSpec)
     source: str = "<dict>"
     """Where the study was read from (a path, or ``builtin:NAME``); not part of the study."""
@@ -256,6 +273,7 @@ class Study:
             "output": self.output,
             "data": self._data_dict(),
             "sampling": _drop_none(asdict(self.sampling)),
+            "predict": asdict(self.predict),
             "report": {"chains": list(self.report.chains)},
             "mixers": [],
         }
@@ -647,6 +665,9 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> Study:
         r.fail("output", "must be a folder path")
     data = _data(r.sub("data"))
     sampling = _sampling(r.sub("sampling"), Sampling())
+    pr = r.sub("predict")
+    predict = PredictSpec(max_draws=pr.integer("max_draws", 0, minimum=0))
+    pr.done()
     rep = r.sub("report")
     report = ReportSpec(chains=rep.integers("chains") or ())
     rep.done()
@@ -669,6 +690,7 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> Study:
         data=data,
         sampling=sampling,
         mixers=mixers,
+        predict=predict,
         report=report,
         source=source,
     )

@@ -49,7 +49,7 @@ __all__ = [
 
 MAGIC = (8, 20, 28, 50, 82, 126)
 DPI = 110
-MAX_TRACE_PANELS = 12
+MAX_TRACE_PANELS = 16
 _NUCLEUS_DIMS = {"nucleus", "obs_nucleus", "basis"}
 
 
@@ -165,7 +165,7 @@ def weight_maps_figure(weights: pd.DataFrame, models: Sequence[str], title: str,
     p = len(models)
     ncol = min(p, 5)
     nrow_per = math.ceil(p / ncol)
-    fig, axes = plt.subplots(2 * nrow_per, ncol, figsize=(3.0 * ncol, 2.3 * 2 * nrow_per),
+    fig, axes = plt.subplots(2 * nrow_per, ncol, figsize=(3.2 * ncol, 1.9 * 2 * nrow_per + 0.5),
                              squeeze=False, constrained_layout=True)  # fmt: skip
     Z, N = weights["Z"].to_numpy(), weights["N"].to_numpy()
     vmax_m = float(np.nanmax(weights[[f"mean_{m}" for m in models]].to_numpy()))
@@ -293,11 +293,12 @@ def existence_figure(pred: pd.DataFrame, keys_labels: Sequence[tuple[str, str]],
 def hyperparameters(posterior, limit: int = MAX_TRACE_PANELS) -> dict[str, np.ndarray]:
     """Scalar series (chain, draw) of the hyperparameters of a posterior: every float variable
     without a nucleus or basis dimension and with at most 3p elements, flattened (σ first,
-    weights last), at most ``limit`` of them."""
+    then the other scalars, then vectors, weights last), at most ``limit`` of them."""
     post = posterior.idata.posterior
     p = len(posterior.models)
     names = [v for v in post.data_vars if post[v].dtype.kind == "f"]
-    names.sort(key=lambda v: (v != "sigma", v == "weights"))
+    # sigma, then the other scalars (GP length scales...), then vectors; weights last
+    names.sort(key=lambda v: (v != "sigma", post[v].ndim > 2, v == "weights"))
     out: dict[str, np.ndarray] = {}
     for v in names:
         da = post[v]

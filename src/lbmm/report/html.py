@@ -168,9 +168,17 @@ def render_html(man: Mapping[str, Any], tables: Mapping[str, Any],
     warn = ""
     if any(bad):
         names = ", ".join(td[""][i] for i, b in enumerate(bad) if b)
-        warn = (
-            f'<p class="warn">Not converged (R-hat > 1.01, min bulk ESS < 400 or divergences): '
+        warn += (
+            f'<p class="warn">Not converged (max R-hat > 1.01 or min bulk ESS < 400): '
             f"{_e(names)}. Treat their numbers with care; run more warm-up and draws.</p>"
+        )
+    div = [(n, d) for n, d in zip(td[""], td["divergences"], strict=True) if d]
+    if div:
+        warn += (
+            '<p class="warn">Divergent transitions: '
+            + ", ".join(f"{_e(n)} ({int(d)})" for n, d in div)
+            + ". A few may be harmless; many mean the sampler missed part of the posterior."
+            "</p>"
         )
     sections: dict[str, list[FigureInfo]] = {}
     for f in figures:
