@@ -26,7 +26,14 @@ LBMM_FIELDS = [
     "ess_bulk_per_s", "hyper_ess_bulk_per_s", "ess_bulk_per_s_warmup_sampling",
     "grad_evals_per_s", "train_rms", "test_rms", "sigma_mean",
 ]  # fmt: skip
-GRAD_FIELDS = ["first_call_s", "median_ms", "flops", "gflops_achieved", "fraction_of_matmul"]
+GRAD_FIELDS = [
+    "first_call_s",
+    "median_ms",
+    "loop_ms",
+    "flops",
+    "gflops_achieved",
+    "fraction_of_matmul",
+]
 
 
 def _finite(x) -> bool:
