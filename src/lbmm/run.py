@@ -208,6 +208,11 @@ def enable_compilation_cache(cache_dir: str | Path | None = None) -> dict[str, A
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # JAX binds its cache to a directory on first use in a process; drop that binding so an
+    # earlier compilation (e.g. a fit before this run) does not keep the old directory.
+    from jax._src import compilation_cache as _cc
+
+    _cc.reset_cache()
     return {"used": True, "dir": str(path), "entries_before": _count_entries(path)}
 
 
