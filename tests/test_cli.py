@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lbmm.cli import main
+from lbmm.mixers import MIXERS
 
 
 def test_data_lists_recipes_and_tables(capsys):
@@ -92,6 +93,24 @@ def test_fit_refuses_an_unknown_option(capsys):
     args = ["fit", "--mixer", "linear", "--option", "gp=exact", "--num-chains", "1"]
     assert main([*args, "--num-warmup", "5", "--num-samples", "5", "--quiet"]) == 2
     assert "unknown option(s) ['gp']" in capsys.readouterr().err
+
+
+def test_fit_passes_options_to_a_local_mixer(capsys):
+    if "glm_dirichlet" not in MIXERS:
+        pytest.skip("glm_dirichlet is not in lbmm.mixers.MIXERS yet")
+    args = ["fit", "--mixer", "glm_dirichlet", "--option", "intercept=false", "--json"]
+    assert main([*args, "--num-chains", "1", "--num-warmup", "10", "--num-samples", "10"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["options"]["intercept"] is False and rep["mixer"] == "glm_dirichlet"
+    assert sum(rep["weights"].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_fit_on_corrected_models(capsys):
+    pytest.importorskip("lbmm.corrections")
+    args = ["fit", "--mixer", "bma", "--corrected", "--num-samples", "50", "--num-chains", "1"]
+    assert main([*args, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["corrected"] is True and rep["mixer"] == "bma"
 
 
 # ---------------------------------------------------------------------- studies
