@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .figures import FigureInfo, make_figures
@@ -46,7 +48,7 @@ figcaption { font-size: .9em; color: #444; margin-top: 6px; }
 #image-warning { display: none; background: #fdecea; border: 1px solid #d33; padding: 8px 12px;
                  margin: 12px 32px; }
 code { background: #eef; padding: 0 3px; }
-table.summary td, table.summary th { text-align: left; }
+table.summary td, table.summary th, td.text { text-align: left; }
 """
 
 _SCRIPT = """
@@ -70,6 +72,10 @@ def _e(v: Any) -> str:
     return html.escape(str(v))
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
+
+
 def _cell(v: Any, digits: int) -> str:
     if v is None:
         return "—"
@@ -91,7 +97,11 @@ def frame_html(df: pd.DataFrame, digits: int | Mapping[str, int] = 3,
     body = []
     for i, row in enumerate(df.itertuples(index=False)):
         cls = ' class="bad"' if bad_rows is not None and bad_rows[i] else ""
-        cells = "".join(f"<td>{_cell(v, nd(c))}</td>" for c, v in zip(df.columns, row, strict=True))
+        cells = "".join(
+            (f"<td>{_cell(v, nd(c))}</td>" if _is_number(v) else
+             f'<td class="text">{_cell(v, nd(c))}</td>')
+            for c, v in zip(df.columns, row, strict=True)
+        )  # fmt: skip
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -125,7 +135,7 @@ def _summary(man: Mapping[str, Any]) -> str:
     ]  # fmt: skip
     body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     tables = "".join(
-        f"<tr><td>{_e(k)}</td><td>{_e(t.get('path') or t.get('source'))}</td>"
+        f'<tr><td>{_e(k)}</td><td class="text">{_e(t.get("path") or t.get("source"))}</td>'
         f"<td><code>{_e((t.get('sha256') or '—')[:16])}</code></td></tr>"
         for k, t in ds["tables"].items()
     )
