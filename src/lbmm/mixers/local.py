@@ -376,10 +376,12 @@ def local_predictive(
     Fj = jnp.asarray(F)
     mu = jnp.sum(w * Fj, axis=-1)
     yo = jnp.asarray(y_obs)
+    seen = jnp.isfinite(yo)
+    yo_safe = jnp.where(seen, yo, 0.0)  # log densities are masked below; no NaN inside them
     if likelihood_kind == "mean":
         sig = s["sigma"][:, None]
         y = mu + sig * jax.random.normal(k_y, mu.shape)
-        logd = dist.Normal(mu, sig).log_prob(yo)
+        logd = dist.Normal(mu, sig).log_prob(yo_safe)
     else:
         sig = s["sigma"][:, None, :]  # (S, 1, p)
         comp = jax.random.categorical(k_c, log_g, axis=-1)
@@ -387,8 +389,8 @@ def local_predictive(
         s_c = jnp.take_along_axis(jnp.broadcast_to(sig, w.shape), comp[..., None], -1)[..., 0]
         y = f_c + s_c * jax.random.normal(k_y, mu.shape)
         log_w = jax.nn.log_softmax(log_g, axis=-1)
-        logd = jax.nn.logsumexp(log_w + dist.Normal(Fj, sig).log_prob(yo[:, None]), axis=-1)
-    logd = jnp.where(jnp.isfinite(yo), logd, jnp.nan)
+        logd = jax.nn.logsumexp(log_w + dist.Normal(Fj, sig).log_prob(yo_safe[:, None]), axis=-1)
+    logd = jnp.where(seen, logd, jnp.nan)
     return {
         "y": np.asarray(y),
         "mu": np.asarray(mu),

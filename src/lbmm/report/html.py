@@ -8,7 +8,6 @@ CSS and one small inline script that marks, after loading, whether every figure 
 from __future__ import annotations
 
 import html
-import math
 import numbers
 import os
 import shutil
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .figures import FigureInfo, make_figures
-from .tables import table2, write_tables
+from .tables import format_cell, table2, write_tables
 
 __all__ = ["build_report", "render_html"]
 
@@ -77,13 +76,7 @@ def _is_number(v: Any) -> bool:
 
 
 def _cell(v: Any, digits: int) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return "—" if math.isnan(v) else f"{v:.{digits}f}"
-    return _e(v)
+    return format_cell(v, digits, escape=_e)
 
 
 def frame_html(df: pd.DataFrame, digits: int | Mapping[str, int] = 3,

@@ -11,7 +11,7 @@ and ``manifest.json``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,16 +132,23 @@ def diagnostics_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
 # ---------------------------------------------------------------------- markdown
 
 
-def _cell(v: Any, digits: int) -> str:
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def format_cell(v: Any, digits: int, escape: Callable[[str], str] = _md_escape) -> str:
+    """One table cell: None and NaN as '—', booleans as yes/no, floats rounded to ``digits``,
+    anything else as escaped text (markdown by default)."""
     if v is None:
         return "—"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        if math.isnan(v):
-            return "—"
-        return f"{v:.{digits}f}"
-    return str(v).replace("|", "\\|")
+        return "—" if math.isnan(v) else f"{v:.{digits}f}"
+    return escape(str(v))
+
+
+_cell = format_cell
 
 
 def to_markdown(df: pd.DataFrame, digits: int | Mapping[str, int] = 3) -> str:
