@@ -134,10 +134,10 @@ def build_dataset(study: Study, data_dir: str | Path | None = None) -> Dataset:
     if spec.recipe is not None:
         ds = load_dataset(spec.recipe, ddir)
     else:
-        from .data.recipes import EVIDENCE_NUCLEI, _build
+        from .data.recipes import EVIDENCE_NUCLEI, evaluation_dataset
 
         models = {m: read_table(ref, name=m) for m, ref in spec.tables.items()}
-        ds = _build(
+        ds = evaluation_dataset(
             study.name,
             read_table(spec.observed),
             read_table(spec.train_table),

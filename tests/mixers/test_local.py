@@ -67,6 +67,8 @@ CASES = [
     ("gp_dirichlet", {"omega": "collapsed", "gp": "hsgp", "hsgp_m": (6, 7)}),
     ("gp_dirichlet", {"omega": "latent", "gp": "hsgp", "hsgp_m": (6, 7)}),
     ("gp_dirichlet", {"omega": "collapsed", "gp": "exact"}),
+    ("gp_dirichlet", {"omega": "collapsed", "gp": "exact", "rho": (3.0, 4.0)}),
+    ("gp_dirichlet", {"omega": "collapsed", "gp": "hsgp", "hsgp_m": (6, 7), "rho": (3.0, 4.0)}),
 ]
 
 
@@ -164,6 +166,34 @@ def test_exact_gp_conditional_reproduces_training_values():
         direct = prior["gamma_inf"][s] + jnp.sqrt(prior["eta"][s]) * (L @ prior["gp_z"][s])
         # the conditional keeps the jitter variance (1e-6 · η): noise of order 1e-3 · √η
         np.testing.assert_allclose(la[s], direct, atol=2e-2)
+
+
+@pytest.mark.parametrize("gp", ["exact", "hsgp"])
+def test_fixed_rho_equals_conditioning_on_it(gp):
+    """Fixing the length scales (option ``rho``, precomputed Cholesky or basis) gives the log
+    density of the free model conditioned on them, less their prior terms."""
+    from numpyro import handlers
+
+    Z, N, F, y, _ = _toy()
+    tr = _dataset(Z, N, F, y).split("train")
+    spec = get_mixer("gp_dirichlet")
+    rho = (3.0, 4.5)
+    free = spec.resolve_options(tr, {"gp": gp, "hsgp_m": (6, 7)})
+    fixed = spec.resolve_options(tr, {"gp": gp, "hsgp_m": (6, 7), "rho": rho})
+    args = (jnp.asarray(tr.F), jnp.asarray(tr.x), jnp.asarray(tr.y))
+    params = Predictive(spec.model, num_samples=1)(jax.random.PRNGKey(4), *args[:2], None, **free)
+    params = {k: v[0] for k, v in params.items() if k not in ("y", "rho_z", "rho_n")}
+    extra = spec.precompute(tr.x, fixed)
+    assert set(extra) == {"chol" if gp == "exact" else "basis"}
+    ld_fixed, _ = log_density(spec.model, args, {**fixed, **extra}, params)
+    cond = handlers.condition(spec.model, {"rho_z": rho[0], "rho_n": rho[1]})
+    ld_free, tr_free = log_density(cond, args, free, params)
+    prior_rho = sum(
+        float(tr_free[k]["fn"].log_prob(v)) for k, v in zip(("rho_z", "rho_n"), rho, strict=True)
+    )
+    np.testing.assert_allclose(float(ld_fixed), float(ld_free) - prior_rho, rtol=1e-9)
+    with pytest.raises(ValueError, match="option rho"):
+        spec.resolve_options(tr, {"gp": gp, "rho": (3.0, -1.0)})
 
 
 def test_unknown_option_is_refused():

@@ -22,6 +22,7 @@ from .recipes import (
     KEJZLAR2023_MODELS,
     RECIPES,
     default_data_dir,
+    evaluation_dataset,
     known_tables,
     load_dataset,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Rule",
     "all_models_available",
     "default_data_dir",
+    "evaluation_dataset",
     "even_even",
     "known_tables",
     "label",

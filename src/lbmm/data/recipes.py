@@ -68,6 +68,7 @@ __all__ = [
     "RECIPES",
     "Recipe",
     "default_data_dir",
+    "evaluation_dataset",
     "known_tables",
     "load_dataset",
 ]
@@ -133,7 +134,7 @@ def _even_even_keys(keys: Iterable[tuple[int, int]], zmin: int) -> set[tuple[int
     return {(z, n) for z, n in keys if z % 2 == 0 and n % 2 == 0 and z >= zmin}
 
 
-def _build(
+def evaluation_dataset(
     name: str,
     observed_all: MassTable,
     train_table: MassTable,
@@ -143,10 +144,34 @@ def _build(
     quantity: str = "S2n",
     z_bounds: tuple[int, int] | None = None,
 ) -> Dataset:
-    """The shared construction of ``kejzlar2023`` and ``default``.
+    """A dataset trained on an older evaluation and tested on what a newer one added.
 
-    ``observed_all`` holds the newest evaluation (measured and estimated values, flagged);
-    ``train_table`` the older, measured-only one whose coverage defines the train set.
+    The construction shared by ``kejzlar2023``, ``default`` and studies with their own tables.
+
+    Parameters
+    ----------
+    name
+        Dataset name.
+    observed_all
+        The newest evaluation (measured and estimated values, flagged); gives y.
+    train_table
+        The older evaluation; its measured even-even nuclei (Z >= 8) define the train split.
+    models
+        Model tables by name.
+    candidate_cover
+        Models whose coverage, with ``train_table``, bounds the train candidates.
+    evidence
+        Evidence nuclei for BMA as labels ("148Er"); kept where y is measured.
+    quantity
+        Observable name (``"S2n"`` and the others of :mod:`lbmm.data.observables`).
+    z_bounds
+        Optional inclusive (Z_min, Z_max) of the domain.
+
+    Returns
+    -------
+    Dataset
+        Splits ``train``, ``test`` (measured even-even nuclei, N > Z, y > 0, not train
+        candidates), ``evidence`` and ``domain`` (every even-even nucleus all models cover).
     """
     y_obs = observable(observed_all, quantity)
     old = observable(train_table.measured(), quantity)
@@ -209,7 +234,9 @@ def kejzlar2023(data_dir: str | Path | None = None) -> Dataset:
     ame20 = read_massexplorer(path / "AME2020.csv", name="AME2020")
     ame03 = read_masstable("AME2003")
     models = {m: read_massexplorer(path / f"{m}.csv", name=m) for m in KEJZLAR2023_MODELS}
-    return _build("kejzlar2023", ame20, ame03, models, ("FRDM12", "HFB24"), EVIDENCE_NUCLEI)
+    return evaluation_dataset(
+        "kejzlar2023", ame20, ame03, models, ("FRDM12", "HFB24"), EVIDENCE_NUCLEI
+    )
 
 
 def default(data_dir: str | Path | None = None) -> Dataset:
@@ -221,7 +248,7 @@ def default(data_dir: str | Path | None = None) -> Dataset:
     ame12 = read_masstable("AME2012")
     ame03 = read_masstable("AME2003")
     models = {m: read_masstable(m) for m in DEFAULT_MODELS}
-    return _build(
+    return evaluation_dataset(
         "default", ame12, ame03, models, DEFAULT_MODELS, EVIDENCE_NUCLEI, z_bounds=(8, 100)
     )
 

@@ -79,6 +79,7 @@ GPD_DEFAULTS: tuple[tuple[str, object], ...] = (
     ("hsgp_ell", None),
     ("jitter", 1e-6),
     ("x_train", None),
+    ("rho", None),
 )
 
 
@@ -127,17 +128,33 @@ def prepare_gpd(train, opts: dict) -> dict:
     if opts.get("hsgp_ell") is None:
         opts["hsgp_ell"] = [float(v) for v in float(opts["hsgp_c"]) * (hi - lo) / 2]
     opts["hsgp_m"] = [int(v) for v in opts["hsgp_m"]]
+    opts["rho"] = _check_rho(opts.get("rho"))
     if opts["gp"] == "exact" and opts.get("x_train") is None:
         opts["x_train"] = train.x.tolist()
     return opts
 
 
 def precompute_gpd(x: np.ndarray, opts: Mapping) -> dict:
-    """Input-only arrays of GPD (the HSGP basis at the training inputs), computed once per fit."""
-    if opts["gp"] != "hsgp":
-        return {}
+    """Input-only arrays of GPD, computed once per fit: the HSGP basis at the training inputs,
+    or, for the exact GP with fixed length scales (option ``rho``), the kernel's Cholesky
+    factor."""
     u = jnp.asarray(x) / float(opts["gp_unit"])
-    return {"basis": hsgp_basis(u, opts["hsgp_center"], opts["hsgp_ell"], opts["hsgp_m"])}
+    if opts["gp"] == "hsgp":
+        return {"basis": hsgp_basis(u, opts["hsgp_center"], opts["hsgp_ell"], opts["hsgp_m"])}
+    if opts.get("rho") is not None:
+        K = se_kernel(u, u, jnp.asarray(opts["rho"])) + opts["jitter"] * jnp.eye(u.shape[0])
+        return {"chol": jnp.linalg.cholesky(K)}
+    return {}
+
+
+def _check_rho(rho) -> list[float] | None:
+    """The ``rho`` option: None (length scales sampled) or two positive numbers (fixed)."""
+    if rho is None:
+        return None
+    vals = [float(v) for v in np.ravel(rho)]
+    if len(vals) != 2 or not all(v > 0 and np.isfinite(v) for v in vals):
+        raise ValueError(f"option rho: expected None or two positive length scales, got {rho!r}")
+    return vals
 
 
 # ------------------------------------------------------------------ GP pieces
@@ -165,13 +182,22 @@ def _hsgp_sqrt_spd(rho: jnp.ndarray, ell, m) -> jnp.ndarray:
     return jnp.sqrt(spd)
 
 
-def _gp_params(p: int, priors) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+def _gp_params(p: int, priors, rho=None) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     with numpyro.plate("model", p):
         gamma_inf = numpyro.sample("gamma_inf", _lprior("gamma_inf", priors))
         eta = numpyro.sample("eta", _lprior("eta", priors))
+    if rho is not None:
+        return gamma_inf, eta, jnp.asarray(rho, dtype=float)
     rho_z = numpyro.sample("rho_z", _lprior("rho", priors))
     rho_n = numpyro.sample("rho_n", _lprior("rho", priors))
     return gamma_inf, eta, jnp.stack([rho_z, rho_n])
+
+
+def _rho_draws(samples, opts) -> jnp.ndarray:
+    """Length-scale draws (S, 2): sampled, or the fixed option repeated."""
+    if opts.get("rho") is not None:
+        return jnp.broadcast_to(jnp.asarray(opts["rho"], dtype=float), (len(samples["eta"]), 2))
+    return jnp.stack([samples["rho_z"], samples["rho_n"]], axis=-1)
 
 
 # ------------------------------------------------------------------ likelihood
@@ -250,18 +276,22 @@ def gp_dirichlet(
     hsgp_ell: Sequence[float] = (1.0, 1.0),
     jitter: float = 1e-6,
     x_train=None,
+    rho: Sequence[float] | None = None,
     basis: jnp.ndarray | None = None,
+    chol: jnp.ndarray | None = None,
 ) -> None:
     """LBMM+GPD: log α_k(x) = γ_k∞ + g_k(x), g_k a GP (sites ``gamma_inf``, ``eta``,
     ``rho_z``, ``rho_n``, ``gp_coef`` (HSGP, (M, p)) or ``gp_z`` (exact, (n, p)), ``sigma``,
     ``y``). Non-centred: g_k = √η_k Φ diag(√S_ρ) u_k (HSGP) or √η_k chol(K_ρ) z_k (exact).
     ``basis`` is Φ at ``x`` when already computed (:func:`precompute_gpd`); it depends on the
-    inputs only, so computing it once keeps it out of every gradient.
+    inputs only, so computing it once keeps it out of every gradient. ``rho`` fixes the two
+    length scales (no ``rho_z``, ``rho_n`` sites); with the exact GP the Cholesky factor
+    ``chol`` is then computed once too.
     """
     del hsgp_c, x_train
     _check(omega, likelihood_kind)
     n, p = F.shape
-    gamma_inf, eta, rho = _gp_params(p, priors)
+    gamma_inf, eta, rho = _gp_params(p, priors, rho)
     u = jnp.asarray(x) / gp_unit
     if gp == "hsgp":
         phi = hsgp_basis(u, hsgp_center, hsgp_ell, hsgp_m) if basis is None else basis
@@ -269,8 +299,9 @@ def gp_dirichlet(
             coef = numpyro.sample("gp_coef", dist.Normal(0.0, 1.0))
         g = phi @ (_hsgp_sqrt_spd(rho, hsgp_ell, hsgp_m)[:, None] * coef)
     elif gp == "exact":
-        K = se_kernel(u, u, rho) + jitter * jnp.eye(n)
-        L = jnp.linalg.cholesky(K)
+        if chol is None:
+            chol = jnp.linalg.cholesky(se_kernel(u, u, rho) + jitter * jnp.eye(n))
+        L = chol
         with numpyro.plate("model", p, dim=-1), numpyro.plate("gp_nucleus", n, dim=-2):
             z = numpyro.sample("gp_z", dist.Normal(0.0, 1.0))
         g = L @ z
@@ -294,7 +325,7 @@ def _log_alpha_hsgp(samples, x, opts, key) -> jnp.ndarray:
     revert to the GP prior instead of to a point."""
     u = jnp.asarray(x) / opts["gp_unit"]
     phi = hsgp_basis(u, opts["hsgp_center"], opts["hsgp_ell"], opts["hsgp_m"])
-    rho = jnp.stack([samples["rho_z"], samples["rho_n"]], axis=-1)
+    rho = _rho_draws(samples, opts)
 
     def one(r, coef, eta, gam, k):
         s = _hsgp_sqrt_spd(r, opts["hsgp_ell"], opts["hsgp_m"])
@@ -316,7 +347,7 @@ def _log_alpha_exact(samples, x, opts, key) -> jnp.ndarray:
     u = jnp.asarray(x) / opts["gp_unit"]
     ut = jnp.asarray(opts["x_train"]) / opts["gp_unit"]
     n = ut.shape[0]
-    rho = jnp.stack([samples["rho_z"], samples["rho_n"]], axis=-1)
+    rho = _rho_draws(samples, opts)
 
     def one(r, z, eta, gam, k):
         K = se_kernel(ut, ut, r) + opts["jitter"] * jnp.eye(n)

@@ -78,7 +78,11 @@ MIXERS: dict[str, MixerSpec] = {
         local=True,
         prepare=prepare_gpd,
         precompute=precompute_gpd,
-        dense_mass=[("gamma_inf", "eta", "rho_z", "rho_n", "sigma")],
+        dense_mass=lambda o: [
+            ("gamma_inf", "eta", "sigma")
+            if o.get("rho") is not None
+            else ("gamma_inf", "eta", "rho_z", "rho_n", "sigma")
+        ],
         defaults=GPD_DEFAULTS,
     ),
 }
