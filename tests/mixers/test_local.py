@@ -192,6 +192,16 @@ def test_fixed_rho_equals_conditioning_on_it(gp):
         float(tr_free[k]["fn"].log_prob(v)) for k, v in zip(("rho_z", "rho_n"), rho, strict=True)
     )
     np.testing.assert_allclose(float(ld_fixed), float(ld_free) - prior_rho, rtol=1e-9)
+    # prediction: the fixed-ρ path (one factorisation) equals the per-draw path at that ρ
+    from lbmm.mixers.local import log_alpha_at
+
+    te = _dataset(Z, N, F, y).split("test")
+    draws = {k: v[None] for k, v in params.items()}
+    key = jax.random.PRNGKey(5)
+    la_fixed = log_alpha_at("gp_dirichlet", draws, jnp.asarray(te.x), fixed, key)
+    draws_free = {**draws, "rho_z": jnp.array([rho[0]]), "rho_n": jnp.array([rho[1]])}
+    la_free = log_alpha_at("gp_dirichlet", draws_free, jnp.asarray(te.x), free, key)
+    np.testing.assert_allclose(la_fixed, la_free, rtol=1e-8, atol=1e-10)
     with pytest.raises(ValueError, match="option rho"):
         spec.resolve_options(tr, {"gp": gp, "rho": (3.0, -1.0)})
 

@@ -360,6 +360,15 @@ def _log_alpha_exact(samples, x, opts, key) -> jnp.ndarray:
         return gam + jnp.sqrt(eta) * (mean + jnp.sqrt(var)[:, None] * eps)
 
     keys = jax.random.split(key, rho.shape[0])
+    if opts.get("rho") is not None:  # one kernel for all draws: factorise it once
+        r = jnp.asarray(opts["rho"], dtype=float)
+        L = jnp.linalg.cholesky(se_kernel(ut, ut, r) + opts["jitter"] * jnp.eye(n))
+        A = solve_triangular(L, se_kernel(ut, u, r), lower=True)
+        sd = jnp.sqrt(jnp.clip(1.0 - jnp.sum(A * A, axis=0), 0.0, 1.0))
+        mean = jnp.einsum("nm,snp->smp", A, samples["gp_z"])
+        eps = jax.vmap(lambda k: jax.random.normal(k, mean.shape[1:]))(keys)
+        g = mean + sd[None, :, None] * eps
+        return samples["gamma_inf"][:, None, :] + jnp.sqrt(samples["eta"])[:, None, :] * g
     return jax.lax.map(
         lambda a: one(*a),
         (rho, samples["gp_z"], samples["eta"], samples["gamma_inf"], keys),
