@@ -13,7 +13,9 @@ import platform
 import sys
 import time
 
-from lbmm.cli import _fit_report
+from lbmm.data import load_dataset
+from lbmm.inference import fit
+from lbmm.predict import summarize
 
 
 def main() -> int:
@@ -30,13 +32,13 @@ def main() -> int:
     rows = []
     for mixer in a.mixers.split(","):
         for lik in a.likelihoods.split(",") if mixer != "bma" else ["mean"]:
-            ns = argparse.Namespace(
-                dataset=a.dataset, data_dir=a.data_dir, mixer=mixer, likelihood=lik,
-                num_chains=a.num_chains, num_warmup=a.num_warmup, num_samples=a.num_samples,
-                seed=0, target_accept=0.95, json=True, quiet=True, out=None,
-            )  # fmt: skip
             t = time.perf_counter()
-            rep = _fit_report(ns)
+            ds = load_dataset(a.dataset, a.data_dir)
+            post = fit(
+                ds, mixer, likelihood=lik, num_chains=a.num_chains, num_warmup=a.num_warmup,
+                num_samples=a.num_samples, seed=0, target_accept=0.95,
+            )  # fmt: skip
+            rep = {"mixer": mixer, "likelihood": lik, **summarize(post)}
             rep["total_s"] = time.perf_counter() - t
             rep["ess_per_s"] = rep["ess_bulk_min"] / rep["wall_s"]
             rep["machine"] = f"{platform.machine()} {platform.processor()} ({platform.node()})"

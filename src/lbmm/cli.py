@@ -18,16 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import __version__
 from .data import RECIPES, DataError, known_tables, load_dataset, parse_label
 from .mixers import MIXERS
 from .run import CACHE_ENV
 
 __all__ = ["main"]
-
-JSON_ECP_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # members of predict.ECP_LEVELS
 
 
 def _fmt(v: float) -> str:
@@ -89,7 +85,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _fit_report(args: argparse.Namespace) -> dict:
     # JAX is imported only for the commands that need it.
     from .inference import fit
-    from .predict import evaluate, predict
+    from .predict import summarize
 
     ds = load_dataset(args.dataset, args.data_dir)
     if args.corrected:
@@ -108,32 +104,13 @@ def _fit_report(args: argparse.Namespace) -> dict:
         target_accept=args.target_accept,
         progress_bar=not args.json and not args.quiet,
     )
-    train_pred = predict(post, "train", seed=args.seed + 1)
-    train = evaluate(train_pred)
-    test = evaluate(predict(post, "test", seed=args.seed + 2))
-    sigma = post.samples("sigma")
-    d = post.diagnostics
     rep = {
         "mixer": args.mixer,
         "likelihood": args.likelihood,
         "corrected": args.corrected,
         "options": post.settings.get("options", {}),
         "dataset": ds.name,
-        # rms of the posterior-mean (noise-free) mixture, as in the paper's Table 1
-        "train_rms": float(np.sqrt(np.mean((train_pred.mu.mean(0) - train_pred.y_obs) ** 2))),
-        "test_rms": test["rms"],
-        "sigma_mean": float(sigma.mean()),
-        "sigma_sd": float(sigma.std(ddof=1)),
-        "weights": post.weights_mean(),
-        "rhat_max": d["rhat_max"],
-        "ess_bulk_min": d["ess_bulk_min"],
-        "ess_tail_min": d["ess_tail_min"],
-        "divergences": d.get("divergences", 0),
-        "ecp": {f"{lv:.1f}": test["ecp"][lv] for lv in JSON_ECP_LEVELS},
-        "crps": test["crps"],
-        "mlpd": test["mlpd"],
-        "train_ecp_0.9": train["ecp"].get(0.9),
-        "wall_s": d["wall_s"],
+        **summarize(post, seed=args.seed),
     }
     if args.mixer == "bma":
         rep["bma_weights"] = {

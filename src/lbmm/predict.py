@@ -34,6 +34,7 @@ __all__ = [
     "evaluate",
     "model_metrics",
     "predict",
+    "summarize",
 ]
 
 ECP_LEVELS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
@@ -290,3 +291,50 @@ def model_metrics(
             "mlpd": float(np.mean(stats.norm.logpdf(y, f, sig))),
         }
     return out
+
+
+SUMMARY_ECP_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # members of ECP_LEVELS
+
+
+def summarize(posterior: Posterior, *, train: str = "train", test: str = "test", seed: int = 0):
+    """The paper's Table 1 and Table 2 row of a fit, with its diagnostics, as plain data.
+
+    Parameters
+    ----------
+    posterior
+        A fit.
+    train, test
+        Split names of the fit's dataset.
+    seed
+        Seed of the predictive draws (``seed + 1`` for train, ``seed + 2`` for test).
+
+    Returns
+    -------
+    dict
+        ``train_rms`` (of the posterior-mean noise-free mixture, as in Table 1), ``test_rms``,
+        ``sigma_mean``, ``sigma_sd``, ``weights`` (posterior means; for local mixers averaged
+        over the training nuclei), ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``,
+        ``divergences``, ``ecp`` (test, 10 … 90 %), ``crps``, ``mlpd``, ``train_ecp_0.9``,
+        ``wall_s``.
+    """
+    train_pred = predict(posterior, train, seed=seed + 1)
+    train_m = evaluate(train_pred)
+    test_m = evaluate(predict(posterior, test, seed=seed + 2))
+    sigma = posterior.samples("sigma")
+    d = posterior.diagnostics
+    return {
+        "train_rms": float(np.sqrt(np.mean((train_pred.mu.mean(0) - train_pred.y_obs) ** 2))),
+        "test_rms": test_m["rms"],
+        "sigma_mean": float(sigma.mean()),
+        "sigma_sd": float(sigma.std(ddof=1)),
+        "weights": posterior.weights_mean(),
+        "rhat_max": d["rhat_max"],
+        "ess_bulk_min": d["ess_bulk_min"],
+        "ess_tail_min": d["ess_tail_min"],
+        "divergences": d.get("divergences", 0),
+        "ecp": {f"{lv:.1f}": test_m["ecp"][lv] for lv in SUMMARY_ECP_LEVELS},
+        "crps": test_m["crps"],
+        "mlpd": test_m["mlpd"],
+        "train_ecp_0.9": train_m["ecp"].get(0.9),
+        "wall_s": d["wall_s"],
+    }
