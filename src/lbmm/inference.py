@@ -239,6 +239,32 @@ def diagnostics(idata: az.InferenceData, var_names: list[str] | None = None) -> 
     return out
 
 
+#: Latent blocks of the local mixers, left out of their "hyper" diagnostics.
+LATENT_SITES = ("gp_coef", "gp_z", "gamma_aux", "exp_aux")
+
+
+def _local_diagnostics(mixer, idata, dataset, opts, key, split: str = "test") -> dict:
+    """The bars the local mixers are judged by: R-hat and bulk ESS over the hyperparameters
+    (all but the latent blocks) and over the mean weights ā(x) = E[ω(x) | α(x)] at the
+    nuclei of ``split`` (skipped where the dataset has no such split)."""
+    post = idata.posterior
+    hyper = [v for v in post.data_vars if v not in LATENT_SITES and v != "weights"]
+    h = diagnostics(az.InferenceData(posterior=post[hyper]))
+    out = {"hyper_rhat_max": h["rhat_max"], "hyper_ess_bulk_min": h["ess_bulk_min"]}
+    if split in dataset.splits and len(dataset.split_indices(split)):
+        x = dataset.split(split).x
+        nc, nd = post.sizes["chain"], post.sizes["draw"]
+        flat = {k: post[k].values.reshape((nc * nd, *post[k].shape[2:])) for k in post.data_vars}
+        w = mean_weights(mixer, flat, x, opts, jax.random.fold_in(key, 1))
+        w = xr.DataArray(w.reshape(nc, nd, *w.shape[1:]), dims=("chain", "draw", "n", "m"))
+        ds = xr.Dataset({"w": w})
+        out[f"weights_{split}_rhat_max"] = float(np.nanmax(az.rhat(ds)["w"].values))
+        out[f"weights_{split}_ess_bulk_min"] = float(
+            np.nanmin(az.ess(ds, method="bulk")["w"].values)
+        )
+    return out
+
+
 def _warn(diag: Mapping[str, Any], mixer: str) -> None:
     problems = []
     if not diag["rhat_max"] <= RHAT_MAX:
@@ -416,6 +442,8 @@ def fit(
         dims["sigma"] = ["model"]
     idata = _make_idata(samples, dataset, split, dims, stats)
     diag = diagnostics(idata)
+    if spec.local:
+        diag.update(_local_diagnostics(mixer, idata, dataset, opts, key))
     diag["wall_s"] = wall
     diag["grad_evals"] = int(steps.sum())
     mass = "dense" if dense_mass is True else "diag" if not dense_mass else "block-dense"

@@ -293,6 +293,12 @@ def model_metrics(
     return out
 
 
+LOCAL_DIAGNOSTICS = (
+    "hyper_rhat_max",
+    "hyper_ess_bulk_min",
+    "weights_test_rhat_max",
+    "weights_test_ess_bulk_min",
+)
 SUMMARY_ECP_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # members of ECP_LEVELS
 
 
@@ -315,7 +321,9 @@ def summarize(posterior: Posterior, *, train: str = "train", test: str = "test",
         ``sigma_mean``, ``sigma_sd``, ``weights`` (posterior means; for local mixers averaged
         over the training nuclei), ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``,
         ``divergences``, ``ecp`` (test, 10 … 90 %), ``crps``, ``mlpd``, ``train_ecp_0.9``,
-        ``wall_s``.
+        ``wall_s``; for local mixers also ``hyper_rhat_max``, ``hyper_ess_bulk_min`` (all
+        but the latent blocks) and ``weights_test_rhat_max``, ``weights_test_ess_bulk_min``
+        (of ā at the test nuclei), the bars local mixers are judged by.
     """
     train_pred = predict(posterior, train, seed=seed + 1)
     train_m = evaluate(train_pred)
@@ -337,4 +345,5 @@ def summarize(posterior: Posterior, *, train: str = "train", test: str = "test",
         "mlpd": test_m["mlpd"],
         "train_ecp_0.9": train_m["ecp"].get(0.9),
         "wall_s": d["wall_s"],
+        **{k: d[k] for k in LOCAL_DIAGNOSTICS if k in d},
     }

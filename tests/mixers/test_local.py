@@ -231,3 +231,7 @@ def test_gld_recovers_smooth_weights():
     ev = evaluate(predict(post, "test", seed=2))
     assert abs(ev["ecp"][0.5] - 0.5) <= 0.10 + 1e-9
     assert abs(ev["ecp"][0.9] - 0.9) <= 0.10 + 1e-9
+    # the local bars are reported: hyperparameters and ā at the test nuclei
+    d = post.diagnostics
+    assert d["hyper_rhat_max"] < 1.05 and d["hyper_ess_bulk_min"] > 100
+    assert d["weights_test_rhat_max"] < 1.05 and d["weights_test_ess_bulk_min"] > 100
