@@ -71,9 +71,22 @@ def test_same_seed_same_draws(ds):
     np.testing.assert_array_equal(a.samples("weights"), b.samples("weights"))
 
 
+def test_thinning_keeps_every_kth_draw(ds):
+    full = fit(ds, "linear", num_warmup=30, num_samples=30, num_chains=1, seed=5, warn=False)
+    thin = fit(
+        ds, "linear", num_warmup=30, num_samples=30, num_chains=1, seed=5, thinning=3, warn=False
+    )
+    assert thin.idata.posterior.sizes["draw"] == 10
+    np.testing.assert_array_equal(thin.samples("weights"), full.samples("weights")[2::3])
+    assert thin.settings["thinning"] == 3
+
+
 def test_warns_when_not_converged(ds):
     with pytest.warns(ConvergenceWarning, match="R-hat|ESS"):
         fit(ds, "dirichlet", num_warmup=5, num_samples=10, num_chains=2, seed=0)
+    # with a mixer's own advice where one is known
+    with pytest.warns(ConvergenceWarning, match="8000 draws per chain"):
+        fit(ds, "dirichlet", likelihood="density", num_warmup=5, num_samples=10, num_chains=2)
 
 
 def test_bma_fit_and_predict(ds):

@@ -111,11 +111,18 @@ def test_toml_round_trip_keeps_every_setting(tmp_path):
 
 def test_with_overrides_applies_to_every_mixer():
     st = study_from_dict(
-        _minimal(mixers=[{"mixer": "bma"}, {"mixer": "linear", "sampling": {"num_samples": 9}}])
+        _minimal(
+            mixers=[
+                {"mixer": "bma"},
+                {"mixer": "linear", "sampling": {"num_samples": 90, "thinning": 9}},
+            ]
+        )
     )
+    assert st.mixer("linear").sampling.thinning == 9
     new = st.with_overrides(sampling={"num_samples": 20}, seed=3, mixers=["linear"])
     assert new.keys == ["linear"]
     assert new.mixer("linear").sampling.num_samples == 20
+    assert new.mixer("linear").sampling.thinning == 1  # 20 draws asked for, 20 kept
     assert new.mixer("linear").seed == 3 and new.seed == 3
     with pytest.raises(StudyError, match="no mixer 'nope'"):
         st.with_overrides(mixers=["nope"])

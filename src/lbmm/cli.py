@@ -100,6 +100,7 @@ def _fit_report(args: argparse.Namespace) -> dict:
         num_chains=args.num_chains,
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,
+        thinning=args.thinning,
         seed=args.seed,
         target_accept=args.target_accept,
         progress_bar=not args.json and not args.quiet,
@@ -324,7 +325,8 @@ def _cmd_study_check(args: argparse.Namespace) -> int:
         extra += ", corrected models" if m.corrected else ""
         print(
             f"  {m.key:<24} {m.label:<18} {m.likelihood} likelihood, "
-            f"{s.num_chains} × ({s.num_warmup} + {s.num_samples}){extra}"
+            f"{s.num_chains} × ({s.num_warmup} + {s.num_samples}"
+            f"{f', every {s.thinning}th kept' if s.thinning > 1 else ''}){extra}"
         )
     return 0
 
@@ -364,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-chains", type=int, default=4)
     p.add_argument("--num-warmup", type=int, default=1000)
     p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--thinning", type=int, default=1, help="keep every k-th draw")
     p.add_argument("--target-accept", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="save the posterior as NetCDF here (default: not saved)")

@@ -265,7 +265,7 @@ def _local_diagnostics(mixer, idata, dataset, opts, key, split: str = "test") ->
     return out
 
 
-def _warn(diag: Mapping[str, Any], mixer: str) -> None:
+def _warn(diag: Mapping[str, Any], mixer: str, hint: str = "") -> None:
     problems = []
     if not diag["rhat_max"] <= RHAT_MAX:
         problems.append(f"max R-hat {diag['rhat_max']:.3f} > {RHAT_MAX}")
@@ -275,7 +275,8 @@ def _warn(diag: Mapping[str, Any], mixer: str) -> None:
         problems.append(f"{diag['divergences']} divergent transitions")
     if problems:
         warnings.warn(
-            f"{mixer}: {'; '.join(problems)} — run more warm-up/draws or check the model",
+            f"{mixer}: {'; '.join(problems)} — "
+            + (hint or "run more warm-up/draws or check the model"),
             ConvergenceWarning,
             stacklevel=3,
         )
@@ -297,6 +298,7 @@ def fit(
     num_warmup: int = 1000,
     num_samples: int = 1000,
     num_chains: int = 4,
+    thinning: int = 1,
     seed: int = 0,
     target_accept: float = 0.95,
     dense_mass: bool | list | None = None,
@@ -320,6 +322,9 @@ def fit(
         The training split (BMA uses ``evidence_split`` for its evidences).
     likelihood
         ``"mean"`` (mix predictions, one σ) or ``"density"`` (mix densities, σ_k per model).
+    num_samples, thinning
+        Draws per chain after warm-up, of which every ``thinning``-th is kept (long chains
+        for slowly mixing posteriors without storing every draw).
     seed
         Seed of the explicit JAX random key; the same seed gives the same draws.
     chain_method
@@ -343,6 +348,7 @@ def fit(
         "num_warmup": num_warmup,
         "num_samples": num_samples,
         "num_chains": num_chains,
+        "thinning": thinning,
         "seed": seed,
         "target_accept": target_accept,
         "dense_mass": repr(dense_mass),
@@ -406,6 +412,7 @@ def fit(
         num_warmup=num_warmup,
         num_samples=num_samples,
         num_chains=num_chains,
+        thinning=thinning,
         chain_method=method,
         progress_bar=progress_bar,
     )
@@ -445,9 +452,9 @@ def fit(
     if spec.local:
         diag.update(_local_diagnostics(mixer, idata, dataset, opts, key))
     diag["wall_s"] = wall
-    diag["grad_evals"] = int(steps.sum())
+    diag["grad_evals"] = int(steps.sum()) * thinning  # counted on the kept draws
     mass = "dense" if dense_mass is True else "diag" if not dense_mass else "block-dense"
     diag["sampler"] = f"NUTS ({method}, {mass} mass)"
     if warn:
-        _warn(diag, mixer)
+        _warn(diag, mixer, spec.hint(likelihood))
     return Posterior(mixer, idata, dataset, settings, diag)

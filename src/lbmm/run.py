@@ -429,6 +429,7 @@ def _run_mixer(
         num_warmup=s.num_warmup,
         num_samples=s.num_samples,
         num_chains=s.num_chains,
+        thinning=s.thinning,
         seed=entry.seed,
         target_accept=s.target_accept,
         dense_mass=s.dense_mass,
@@ -631,7 +632,8 @@ def run_study(
             run_desc = (
                 "closed form"
                 if entry.mixer == "bma"
-                else f"{s.num_chains} chains × ({s.num_warmup} warm-up + {s.num_samples} draws)"
+                else f"{s.num_chains} chains × ({s.num_warmup} warm-up + {s.num_samples} draws"
+                + (f", every {s.thinning}th kept)" if s.thinning > 1 else ")")
             )
             say(f"[{i}/{len(st.mixers)}] {entry.label} ({entry.key}): {run_desc}; "
                 f"elapsed {time.perf_counter() - t_start:.0f} s")  # fmt: skip

@@ -76,6 +76,7 @@ class Sampling:
     num_chains: int = 4
     num_warmup: int = 1000
     num_samples: int = 1000
+    thinning: int = 1
     target_accept: float = 0.95
     dense_mass: bool | None = None
     max_tree_depth: int = 10
@@ -238,7 +239,8 @@ class Study:
         """A copy with some settings replaced (what ``lbmm run`` options do), re-validated.
 
         ``sampling`` replaces those settings for the study *and* every mixer entry (so
-        ``num_samples=50`` really gives 50 draws everywhere); ``mixers`` keeps only the
+        ``num_samples=50`` really gives 50 kept draws everywhere: thinning is reset to 1 unless
+        given too); ``mixers`` keeps only the
         entries with these keys, in this order.
         """
         raw = self.to_dict()
@@ -251,6 +253,8 @@ class Study:
             for m in raw["mixers"]:
                 m["seed"] = seed
         if sampling:
+            if "num_samples" in sampling and "thinning" not in sampling:
+                sampling = {**sampling, "thinning": 1}  # the draws asked for, all kept
             raw["sampling"].update(sampling)
             for m in raw["mixers"]:
                 m["sampling"].update(sampling)
@@ -511,6 +515,7 @@ def _sampling(r: _Reader, base: Sampling) -> Sampling:
         num_chains=r.integer("num_chains", base.num_chains, minimum=1),
         num_warmup=r.integer("num_warmup", base.num_warmup, minimum=1),
         num_samples=r.integer("num_samples", base.num_samples, minimum=2),
+        thinning=r.integer("thinning", base.thinning, minimum=1),
         target_accept=r.number("target_accept", base.target_accept, lo=0.0, hi=1.0),
         dense_mass=r.boolean("dense_mass", base.dense_mass, optional=True),
         max_tree_depth=r.integer("max_tree_depth", base.max_tree_depth, minimum=1),
