@@ -81,6 +81,15 @@ def test_thinning_keeps_every_kth_draw(ds):
     assert thin.settings["thinning"] == 3
 
 
+def test_init_median_and_unknown_init(ds):
+    post = fit(
+        ds, "dirichlet", num_warmup=20, num_samples=20, num_chains=1, init="median", warn=False
+    )
+    assert post.settings["init"] == "median"
+    with pytest.raises(ValueError, match="unknown init"):
+        fit(ds, "dirichlet", num_warmup=5, num_samples=5, num_chains=1, init="prior")
+
+
 def test_warns_when_not_converged(ds):
     with pytest.warns(ConvergenceWarning, match="R-hat|ESS"):
         fit(ds, "dirichlet", num_warmup=5, num_samples=10, num_chains=2, seed=0)

@@ -101,6 +101,7 @@ def _fit_report(args: argparse.Namespace) -> dict:
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,
         thinning=args.thinning,
+        init=args.init,
         seed=args.seed,
         target_accept=args.target_accept,
         progress_bar=not args.json and not args.quiet,
@@ -367,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-warmup", type=int, default=1000)
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--thinning", type=int, default=1, help="keep every k-th draw")
+    p.add_argument(
+        "--init", choices=("uniform", "median"), default="uniform", help="where chains start"
+    )
     p.add_argument("--target-accept", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="save the posterior as NetCDF here (default: not saved)")

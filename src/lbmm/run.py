@@ -434,6 +434,7 @@ def _run_mixer(
         target_accept=s.target_accept,
         dense_mass=s.dense_mass,
         max_tree_depth=s.max_tree_depth,
+        init=s.init,
         chain_method=s.chain_method,
         progress_bar=bar,
         options=dict(entry.options),
