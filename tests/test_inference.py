@@ -86,6 +86,11 @@ def test_init_median_and_unknown_init(ds):
         ds, "dirichlet", num_warmup=20, num_samples=20, num_chains=1, init="median", warn=False
     )
     assert post.settings["init"] == "median"
+    post = fit(ds, "dirichlet", num_warmup=20, num_samples=20, num_chains=2, init="map", warn=False)
+    info = post.settings["map_init"]
+    # the chains start at the best of the mode searches
+    assert info["log_density"] == pytest.approx(max(info["starts"]))
+    assert len(info["starts"]) == 8
     with pytest.raises(ValueError, match="unknown init"):
         fit(ds, "dirichlet", num_warmup=5, num_samples=5, num_chains=1, init="prior")
 

@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--thinning", type=int, default=1, help="keep every k-th draw")
     p.add_argument(
-        "--init", choices=("uniform", "median"), default="uniform", help="where chains start"
+        "--init", choices=("uniform", "median", "map"), default="uniform", help="where chains start"
     )
     p.add_argument("--target-accept", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)

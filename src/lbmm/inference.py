@@ -39,6 +39,7 @@ __all__ = [
     "Posterior",
     "diagnostics",
     "fit",
+    "map_init",
 ]
 
 INITS = {"uniform": init_to_uniform, "median": init_to_median}
@@ -266,6 +267,58 @@ def _local_diagnostics(mixer, idata, dataset, opts, key, split: str = "test") ->
     return out
 
 
+def map_init(
+    model,
+    key: jax.Array,
+    model_args: tuple,
+    model_kwargs: Mapping[str, Any],
+    *,
+    num_chains: int,
+    num_starts: int = 8,
+    jitter: float = 0.05,
+    maxiter: int = 500,
+) -> tuple[dict, dict]:
+    """Starting points of the chains near the highest posterior mode found.
+
+    ``num_starts`` L-BFGS searches of the log joint density on the unconstrained scale, each
+    from a uniform (−2, 2) point; every chain starts at the best optimum plus independent
+    N(0, ``jitter``²) noise. Use where a posterior has minor modes, far lower in density, in
+    which chains started at random get stuck (measured for the density likelihood of GLD,
+    ``docs/mixers.md``); R-hat can then no longer tell whether such modes hold mass, so say so.
+
+    Returns
+    -------
+    (init_params, info)
+        Unconstrained initial values with a leading chain axis (for ``MCMC.run``), and the
+        optimum's log density with that of every start (``log_density``, ``starts``).
+    """
+    import scipy.optimize
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.util import initialize_model
+
+    info = initialize_model(key, model, model_args=model_args, model_kwargs=dict(model_kwargs))
+    flat0, unravel = ravel_pytree(info.param_info.z)
+    pot = jax.jit(jax.value_and_grad(lambda v: info.potential_fn(unravel(v))))
+
+    def fun(v):
+        val, grad = pot(jnp.asarray(v))
+        val = float(val)
+        return (val, np.asarray(grad)) if np.isfinite(val) else (1e300, np.zeros_like(v))
+
+    k_start, k_jit = jax.random.split(key)
+    starts = np.asarray(jax.random.uniform(k_start, (num_starts, flat0.size), minval=-2, maxval=2))
+    found = []
+    for x0 in starts:
+        res = scipy.optimize.minimize(
+            fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
+        )
+        found.append((float(res.fun), res.x))
+    best_val, best = min(found, key=lambda t: t[0])
+    noise = jitter * np.asarray(jax.random.normal(k_jit, (num_chains, flat0.size)))
+    inits = jax.vmap(unravel)(jnp.asarray(best[None, :] + noise))
+    return inits, {"log_density": -best_val, "starts": [-v for v, _ in found]}
+
+
 def _warn(diag: Mapping[str, Any], mixer: str, hint: str = "") -> None:
     problems = []
     if not diag["rhat_max"] <= RHAT_MAX:
@@ -331,8 +384,10 @@ def fit(
         Seed of the explicit JAX random key; the same seed gives the same draws.
     init
         Where chains start: ``"uniform"`` (NumPyro's default, uniform in (−2, 2) on the
-        unconstrained scale) or ``"median"`` (near the prior median: each chain takes the median
-        of 15 prior draws of its own).
+        unconstrained scale), ``"median"`` (near the prior median: each chain takes the median
+        of 15 prior draws of its own) or ``"map"`` (:func:`map_init`: every chain starts near
+        the best of several posterior-mode searches, for posteriors with minor modes that
+        trap chains).
     chain_method
         ``"parallel"``, ``"vectorized"`` or ``"sequential"``; default
         :data:`DEFAULT_CHAIN_METHOD` (``"sequential"``; see BENCHMARKS.md).
@@ -408,11 +463,11 @@ def fit(
     if dense_mass is None:
         dense_mass = spec.dense_mass(opts) if callable(spec.dense_mass) else spec.dense_mass
     settings["dense_mass"] = repr(dense_mass)
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {sorted(INITS)}")
+    if init not in (*INITS, "map"):
+        raise ValueError(f"unknown init {init!r}; expected one of {[*sorted(INITS), 'map']}")
     kernel = NUTS(
         spec.model,
-        init_strategy=INITS[init],
+        init_strategy=INITS.get(init, init_to_uniform),
         target_accept_prob=target_accept,
         dense_mass=dense_mass,
         max_tree_depth=max_tree_depth,
@@ -428,15 +483,25 @@ def fit(
     )
     F = jnp.asarray(train.F)
     y = jnp.asarray(train.y)
-    mcmc.run(
-        key,
-        F,
-        jnp.asarray(train.x),
-        y,
-        likelihood_kind=likelihood,
-        priors=priors,
+    model_args = (F, jnp.asarray(train.x), y)
+    model_kwargs = {
+        "likelihood_kind": likelihood,
+        "priors": priors,
         **opts,
         **(spec.precompute(train.x, opts) if spec.precompute else {}),
+    }
+    init_params = None
+    if init == "map":
+        key, k_map = jax.random.split(key)
+        init_params, map_info = map_init(
+            spec.model, k_map, model_args, model_kwargs, num_chains=num_chains
+        )
+        settings["map_init"] = map_info
+    mcmc.run(
+        key,
+        *model_args,
+        init_params=init_params,
+        **model_kwargs,
         extra_fields=("diverging", "num_steps", "adapt_state.step_size"),
     )
     # JAX dispatches asynchronously: wait for the draws before reading the clock.

@@ -520,7 +520,7 @@ def _sampling(r: _Reader, base: Sampling) -> Sampling:
         target_accept=r.number("target_accept", base.target_accept, lo=0.0, hi=1.0),
         dense_mass=r.boolean("dense_mass", base.dense_mass, optional=True),
         max_tree_depth=r.integer("max_tree_depth", base.max_tree_depth, minimum=1),
-        init=r.string("init", base.init, choices=("uniform", "median")),
+        init=r.string("init", base.init, choices=("uniform", "median", "map")),
         chain_method=r.string("chain_method", base.chain_method, choices=CHAIN_METHODS),
     )
     r.done()
