@@ -96,7 +96,7 @@ MIXERS: dict[str, MixerSpec] = {
             (
                 "mean",
                 "GLD's chains move rarely between a small-α₀ regime (σ ≈ 0.09) and a larger-α₀ "
-                "one (σ ≈ 0.19); on kejzlar2023 it converged with 6000 draws per chain "
+                "one (σ ≈ 0.19); on kejzlar2023 it converged with 12000 draws per chain "
                 "(docs/mixers.md)",
             ),
         ),
