@@ -338,7 +338,9 @@ def _warn(diag: Mapping[str, Any], mixer: str, hint: str = "") -> None:
 
 # Measured on the 2-core machine (BENCHMARKS.md, kejzlar2023, 4 × (1000 + 1000)): vectorizing
 # the chains of these small global models gave no clear speed-up over running them one after
-# another ("parallel" does the same with 4 chains on 2 host devices), so chains run in turn.
+# another ("parallel" does the same with 4 chains on 2 host devices), and for GPD on an idle
+# machine "parallel" took 162 s against 141 s in turn (XLA already uses both cores for one
+# chain's products), so chains run in turn.
 DEFAULT_CHAIN_METHOD = "sequential"
 
 
