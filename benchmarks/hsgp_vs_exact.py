@@ -30,9 +30,7 @@ import numpy as np
 from lbmm.data import load_dataset
 from lbmm.inference import fit
 from lbmm.mixers.local import mean_weights
-from lbmm.predict import evaluate, predict
-
-HYPER = ("gamma_inf", "eta", "sigma")
+from lbmm.predict import summarize
 
 
 def _run(ds, gp: str, rho, args) -> tuple[dict, np.ndarray]:
@@ -51,12 +49,7 @@ def _run(ds, gp: str, rho, args) -> tuple[dict, np.ndarray]:
         warn=False,
     )
     wall = time.perf_counter() - t0
-    diag = post.diagnostics
-    import arviz as az
-
-    summ = az.summary(post.idata, var_names=list(HYPER), kind="diagnostics")
-    tr = evaluate(predict(post, "train", seed=1))
-    te = evaluate(predict(post, "test", seed=1))
+    summary = summarize(post, seed=0)
     samples = {k: post.samples(k) for k in post.idata.posterior.data_vars}
     S = next(iter(samples.values())).shape[0]
     keep = np.linspace(0, S - 1, min(S, args.map_draws)).astype(int)
@@ -65,21 +58,10 @@ def _run(ds, gp: str, rho, args) -> tuple[dict, np.ndarray]:
     abar = mean_weights(
         "gp_dirichlet", samples, dom.x, post.settings["options"], jax.random.PRNGKey(2)
     )
-    row = {
-        "gp": gp,
-        "rho": list(rho),
-        "wall_s": wall,
-        "rhat_max": diag["rhat_max"],
-        "ess_bulk_min": diag["ess_bulk_min"],
-        "hyper_rhat_max": float(summ["r_hat"].max()),
-        "hyper_ess_bulk_min": float(summ["ess_bulk"].min()),
-        "divergences": diag["divergences"],
-        "train_rms": tr["rms"],
-        "test_rms": te["rms"],
-        "sigma_mean": float(post.samples("sigma").mean()),
-        "test_ecp": te["ecp"],
-        "weights_mean_train": post.weights_mean(),
-    }
+    keep_keys = ("train_rms", "test_rms", "sigma_mean", "rhat_max", "ess_bulk_min",
+                 "hyper_rhat_max", "hyper_ess_bulk_min", "weights_test_rhat_max",
+                 "weights_test_ess_bulk_min", "divergences", "ecp", "weights")  # fmt: skip
+    row = {"gp": gp, "rho": list(rho), "wall_s": wall, **{k: summary[k] for k in keep_keys}}
     return row, abar.mean(axis=0)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from lbmm.data import Dataset
 from lbmm.inference import fit
-from lbmm.predict import evaluate, predict
+from lbmm.predict import predict, summarize
 
 
 def synthetic(seed: int = 0, sigma: float = 0.1, nz: int = 12, nn: int = 14) -> tuple:
@@ -63,22 +63,14 @@ def main(argv=None) -> list[dict]:
                 num_warmup=args.warmup, num_samples=args.samples, seed=0,
             )  # fmt: skip
         wall = time.perf_counter() - t0
-        d = post.diagnostics
-        all_pred = predict(post, None, seed=1)
-        te = evaluate(predict(post, "test", seed=2))
-        tr = evaluate(predict(post, "train", seed=3))
+        summary = summarize(post, seed=1)
+        keep_keys = ("train_rms", "test_rms", "sigma_mean", "hyper_rhat_max",
+                     "hyper_ess_bulk_min", "weights_test_rhat_max", "weights_test_ess_bulk_min",
+                     "divergences", "ecp")  # fmt: skip
         row = {
             "omega": omega,
-            "weights_mae": float(np.mean(np.abs(all_pred.weights_mean() - abar))),
-            "train_rms": tr["rms"],
-            "test_rms": te["rms"],
-            "test_ecp": {f"{k:.1f}": v for k, v in te["ecp"].items() if k in (0.1, 0.5, 0.9)},
-            "sigma_mean": float(post.samples("sigma").mean()),
-            "hyper_rhat_max": d["hyper_rhat_max"],
-            "hyper_ess_bulk_min": d["hyper_ess_bulk_min"],
-            "weights_test_rhat_max": d["weights_test_rhat_max"],
-            "weights_test_ess_bulk_min": d["weights_test_ess_bulk_min"],
-            "divergences": d["divergences"],
+            "weights_mae": float(np.mean(np.abs(predict(post, None).weights_mean() - abar))),
+            **{k: summary[k] for k in keep_keys},
             "wall_s": wall,
         }
         rows.append(row)

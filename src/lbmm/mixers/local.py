@@ -142,8 +142,7 @@ def precompute_gpd(x: np.ndarray, opts: Mapping) -> dict:
     if opts["gp"] == "hsgp":
         return {"basis": hsgp_basis(u, opts["hsgp_center"], opts["hsgp_ell"], opts["hsgp_m"])}
     if opts.get("rho") is not None:
-        K = se_kernel(u, u, jnp.asarray(opts["rho"])) + opts["jitter"] * jnp.eye(u.shape[0])
-        return {"chol": jnp.linalg.cholesky(K)}
+        return {"chol": se_cholesky(u, jnp.asarray(opts["rho"], dtype=float), opts["jitter"])}
     return {}
 
 
@@ -164,6 +163,20 @@ def se_kernel(xa: jnp.ndarray, xb: jnp.ndarray, rho: jnp.ndarray) -> jnp.ndarray
     """Unit-variance squared-exponential kernel with one length scale per input dimension."""
     d = (xa[:, None, :] - xb[None, :, :]) / rho
     return jnp.exp(-0.5 * jnp.sum(d * d, axis=-1))
+
+
+def se_cholesky(u: jnp.ndarray, rho: jnp.ndarray, jitter: float) -> jnp.ndarray:
+    """Lower Cholesky factor of the unit-variance SE kernel at u, plus ``jitter`` on the
+    diagonal."""
+    return jnp.linalg.cholesky(se_kernel(u, u, rho) + jitter * jnp.eye(u.shape[0]))
+
+
+def _gp_conditional(ut, u, rho, jitter) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(A, sd) of the unit-variance GP at u given its values L z at ut: the conditional mean
+    is Aᵀ z with A = L⁻¹ K(ut, u), the marginal sd √(1 − diag(AᵀA))."""
+    L = se_cholesky(ut, rho, jitter)
+    A = solve_triangular(L, se_kernel(ut, u, rho), lower=True)
+    return A, jnp.sqrt(jnp.clip(1.0 - jnp.sum(A * A, axis=0), 0.0, 1.0))
 
 
 def hsgp_basis(u: jnp.ndarray, center: Sequence[float], ell: Sequence[float], m: Sequence[int]):
@@ -299,9 +312,7 @@ def gp_dirichlet(
             coef = numpyro.sample("gp_coef", dist.Normal(0.0, 1.0))
         g = phi @ (_hsgp_sqrt_spd(rho, hsgp_ell, hsgp_m)[:, None] * coef)
     elif gp == "exact":
-        if chol is None:
-            chol = jnp.linalg.cholesky(se_kernel(u, u, rho) + jitter * jnp.eye(n))
-        L = chol
+        L = se_cholesky(u, rho, jitter) if chol is None else chol
         with numpyro.plate("model", p, dim=-1), numpyro.plate("gp_nucleus", n, dim=-2):
             z = numpyro.sample("gp_z", dist.Normal(0.0, 1.0))
         g = L @ z
@@ -346,32 +357,20 @@ def _log_alpha_exact(samples, x, opts, key) -> jnp.ndarray:
     """GP conditional at x given the training values, marginal per point."""
     u = jnp.asarray(x) / opts["gp_unit"]
     ut = jnp.asarray(opts["x_train"]) / opts["gp_unit"]
-    n = ut.shape[0]
-    rho = _rho_draws(samples, opts)
+    keys = jax.random.split(key, len(samples["eta"]))
 
-    def one(r, z, eta, gam, k):
-        K = se_kernel(ut, ut, r) + opts["jitter"] * jnp.eye(n)
-        L = jnp.linalg.cholesky(K)
-        Ks = se_kernel(ut, u, r)  # (n, m)
-        A = solve_triangular(L, Ks, lower=True)  # L⁻¹ K*
+    def draw(A, sd, z, eta, gam, k):
         mean = A.T @ z  # K*ᵀ K⁻¹ (L z) = (L⁻¹K*)ᵀ z
-        var = jnp.clip(1.0 - jnp.sum(A * A, axis=0), 0.0, 1.0)
         eps = jax.random.normal(k, mean.shape)
-        return gam + jnp.sqrt(eta) * (mean + jnp.sqrt(var)[:, None] * eps)
+        return gam + jnp.sqrt(eta) * (mean + sd[:, None] * eps)
 
-    keys = jax.random.split(key, rho.shape[0])
+    draws = (samples["gp_z"], samples["eta"], samples["gamma_inf"], keys)
     if opts.get("rho") is not None:  # one kernel for all draws: factorise it once
-        r = jnp.asarray(opts["rho"], dtype=float)
-        L = jnp.linalg.cholesky(se_kernel(ut, ut, r) + opts["jitter"] * jnp.eye(n))
-        A = solve_triangular(L, se_kernel(ut, u, r), lower=True)
-        sd = jnp.sqrt(jnp.clip(1.0 - jnp.sum(A * A, axis=0), 0.0, 1.0))
-        mean = jnp.einsum("nm,snp->smp", A, samples["gp_z"])
-        eps = jax.vmap(lambda k: jax.random.normal(k, mean.shape[1:]))(keys)
-        g = mean + sd[None, :, None] * eps
-        return samples["gamma_inf"][:, None, :] + jnp.sqrt(samples["eta"])[:, None, :] * g
+        A, sd = _gp_conditional(ut, u, jnp.asarray(opts["rho"], dtype=float), opts["jitter"])
+        return jax.vmap(lambda *a: draw(A, sd, *a))(*draws)
     return jax.lax.map(
-        lambda a: one(*a),
-        (rho, samples["gp_z"], samples["eta"], samples["gamma_inf"], keys),
+        lambda a: draw(*_gp_conditional(ut, u, a[0], opts["jitter"]), *a[1:]),
+        (_rho_draws(samples, opts), *draws),
         batch_size=16,
     )
 
