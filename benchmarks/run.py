@@ -60,6 +60,7 @@ from numpyro.infer.util import initialize_model
 
 import lbmm.inference as inference
 from lbmm import __version__ as lbmm_version
+from lbmm._util import jsonable
 from lbmm.data import load_dataset
 from lbmm.mixers import get_mixer
 from lbmm.predict import evaluate, predict
@@ -358,7 +359,7 @@ def bench_mixer(ds, mixer: str, a: argparse.Namespace, clock: CompileClock) -> d
     settings = {"mixer": mixer, "split": "train", "likelihood": "mean", "options": opts,
                 "num_chains": a.num_chains, "num_warmup": a.num_warmup,
                 "num_samples": a.num_samples, "seed": a.seed}  # fmt: skip
-    opts_json = inference._jsonable(opts)
+    opts_json = jsonable(opts)
     settings["options"] = opts_json
     posterior = inference.Posterior(mixer, idata, ds, settings, {})
     rms = {s: evaluate(predict(posterior, s, seed=a.seed + 1))["rms"] for s in ("train", "test")}

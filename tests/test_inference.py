@@ -90,7 +90,7 @@ def test_init_median_and_unknown_init(ds):
     assert post.settings["init"] == "median"
     post = fit(ds, "dirichlet", num_warmup=20, num_samples=20, num_chains=2, init="map", warn=False)
     assert len(post.settings["map_init"]["starts"]) == 8
-    with pytest.raises(ValueError, match="unknown init"):
+    with pytest.raises(ValueError, match="init: expected one of"):
         fit(ds, "dirichlet", num_warmup=5, num_samples=5, num_chains=1, init="prior")
 
 

@@ -13,7 +13,8 @@ from .dataset import (
     z_range,
 )
 from .elements import label, parse_label
-from .errors import DataError
+from .errors import DataError, InputError, OptionError
+from .folds import FOLD_KINDS, Fold, apply_fold, make_folds
 from .observables import OBSERVABLES, Observable, observable
 from .recipes import (
     DEFAULT_MODELS,
@@ -41,22 +42,28 @@ __all__ = [
     "DEFAULT_MODELS",
     "DISPLAY_NAMES",
     "EVIDENCE_NUCLEI",
+    "FOLD_KINDS",
     "KEJZLAR2023_MODELS",
     "OBSERVABLES",
     "RECIPES",
     "DataError",
     "Dataset",
+    "Fold",
+    "InputError",
     "MassTable",
     "Observable",
+    "OptionError",
     "Provenance",
     "Rule",
     "all_models_available",
+    "apply_fold",
     "default_data_dir",
     "evaluation_dataset",
     "even_even",
     "known_tables",
     "label",
     "load_dataset",
+    "make_folds",
     "masstable_names",
     "measured_only",
     "n_greater_than_z",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import InputError
+
 __all__ = ["SYMBOLS", "label", "parse_label", "symbol"]
 
 # Index = Z. "n" stands for the free neutron (Z = 0).
@@ -40,12 +42,12 @@ def parse_label(text: str) -> tuple[int, int]:
     """
     m = _LABEL.match(text)
     if not m:
-        raise ValueError(f"{text!r} is not a nucleus label such as '148Er'")
+        raise InputError(f"{text!r} is not a nucleus label such as '148Er'")
     a_txt, sym = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
     z = _BY_SYMBOL.get(sym.lower())
     if z is None:
-        raise ValueError(f"{text!r}: unknown element symbol {sym!r}")
+        raise InputError(f"{text!r}: unknown element symbol {sym!r}")
     a = int(a_txt)
     if a < z:
-        raise ValueError(f"{text!r}: mass number {a} is below Z = {z}")
+        raise InputError(f"{text!r}: mass number {a} is below Z = {z}")
     return z, a - z

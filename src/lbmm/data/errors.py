@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["DataError"]
+__all__ = ["DataError", "InputError", "OptionError"]
 
 
-class DataError(ValueError):
+class InputError(ValueError):
+    """Bad input from the user (a file, a setting, an option): the message says which and
+    what was expected. The command line shows these as one-line errors; every other
+    exception is a bug and keeps its traceback."""
+
+
+class OptionError(InputError):
+    """A mixer option, prior or fit setting that is unknown or out of range."""
+
+
+class DataError(InputError):
     """Bad input data: the message names the file, row and column and what was expected.
 
     Parameters

@@ -1,0 +1,50 @@
+"""Inference: NUTS through NumPyro (or closed form for BMA) → an immutable :class:`Posterior`.
+
+``fit`` (:mod:`.fit`) is the one entry point; :mod:`.nuts` drives NumPyro's NUTS kernel chunk
+by chunk (interruptible, with progress, adaptive length); :mod:`.diagnostics` holds the
+convergence bars and the diagnostics as data; :mod:`.posterior` the result and its NetCDF
+round trip.
+"""
+
+from .diagnostics import (
+    ESS_MIN,
+    RHAT_MAX,
+    bar_text,
+    convergence_problems,
+    diagnostics,
+    is_converged,
+    summarize_draws,
+)
+from .fit import (
+    CHAIN_METHODS,
+    DEFAULT_CHAIN_METHOD,
+    INITS,
+    BMAPrior,
+    ConvergenceWarning,
+    check_priors,
+    fit,
+    map_init,
+)
+from .posterior import DIMS, LATENT_SITES, Posterior, make_idata
+
+__all__ = [
+    "CHAIN_METHODS",
+    "DEFAULT_CHAIN_METHOD",
+    "DIMS",
+    "ESS_MIN",
+    "INITS",
+    "LATENT_SITES",
+    "RHAT_MAX",
+    "BMAPrior",
+    "ConvergenceWarning",
+    "Posterior",
+    "bar_text",
+    "check_priors",
+    "convergence_problems",
+    "diagnostics",
+    "fit",
+    "is_converged",
+    "make_idata",
+    "map_init",
+    "summarize_draws",
+]
