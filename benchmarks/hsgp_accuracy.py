@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lbmm.data import load_dataset
-from lbmm.mixers.local import _hsgp_sqrt_spd, hsgp_basis, prepare_gpd, se_kernel
+from lbmm.mixers.kernels import se_kernel
+from lbmm.mixers.local import _hsgp_sqrt_spd, hsgp_basis, prepare_gpd
 
 GRID_M = ((15, 20), (20, 30), (30, 45), (40, 60), (50, 75))
 GRID_C = (1.2, 1.3, 1.5)

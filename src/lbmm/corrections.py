@@ -40,6 +40,7 @@ import scipy.optimize
 
 from .data import Dataset
 from .data.elements import label
+from .mixers import kernels
 
 __all__ = [
     "BOUNDS",
@@ -71,7 +72,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 def se_kernel(
     x1: np.ndarray, x2: np.ndarray, *, amplitude: float, rho_z: float, rho_n: float
 ) -> np.ndarray:
-    """Squared-exponential kernel with separate length scales in Z and N.
+    """The squared-exponential kernel of :mod:`lbmm.mixers.kernels` (the one kernel of lbmm's
+    GPs), parametrised by the GP's standard deviation and one length scale per input.
 
     Parameters
     ----------
@@ -87,11 +89,9 @@ def se_kernel(
     numpy.ndarray
         The (n1, n2) covariance matrix.
     """
-    x1 = np.asarray(x1, dtype=np.float64)
-    x2 = np.asarray(x2, dtype=np.float64)
-    scale = np.array([rho_z, rho_n], dtype=np.float64)
-    d = (x1[:, None, :] - x2[None, :, :]) / scale
-    return amplitude**2 * np.exp(-0.5 * np.sum(d**2, axis=-1))
+    rho = np.array([rho_z, rho_n], dtype=np.float64)
+    return np.asarray(kernels.se_kernel(np.asarray(x1, np.float64), np.asarray(x2, np.float64),
+                                        rho, amplitude**2))  # fmt: skip
 
 
 def _nlml(theta: jax.Array, x: jax.Array, r: jax.Array) -> jax.Array:

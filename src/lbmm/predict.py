@@ -10,34 +10,40 @@ predictive density, for mixers and, for comparison, for each raw model (Gaussian
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
-from numpyro.infer import Predictive
-from numpyro.infer.util import log_likelihood
 from scipy import stats
 
 from . import _jax  # noqa: F401
 from .data import Dataset
 from .inference import Posterior
-from .mixers import get_mixer
-from .mixers.local import local_predictive
+from .mixers.draws import nucleus_keys, per_nucleus
+from .mixers.predictive import posterior_predictive
 
 __all__ = [
     "ECP_LEVELS",
+    "SUMMARY_ECP_LEVELS",
     "Prediction",
+    "calibration",
     "crps_samples",
     "ecp",
     "evaluate",
+    "interval_score",
     "model_metrics",
+    "pit",
     "predict",
     "summarize",
+    "take",
 ]
 
 ECP_LEVELS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
+#: The levels of the calibration score (members of ECP_LEVELS).
+SUMMARY_ECP_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +59,8 @@ class Prediction:
     y
         (S, n) draws of y including the noise.
     mu
-        (S, n) draws of the noise-free mixture mean.
+        (S, n) draws of the noise-free signal: the mixed mean ω·f, plus the discrepancy draw
+        where the noise model has one. E[y] = E[mu].
     weights
         (S, n, p) draws of the weights at each nucleus.
     y_obs
@@ -77,7 +84,9 @@ class Prediction:
 
     @property
     def mean(self) -> np.ndarray:
-        return self.y.mean(axis=0)
+        """The posterior predictive mean E[y] per nucleus, from the noise-free draws (the
+        same expectation as the mean of ``y``, with less Monte Carlo error)."""
+        return self.mu.mean(axis=0)
 
     @property
     def median(self) -> np.ndarray:
@@ -182,51 +191,28 @@ def predict(
         s_idx = np.arange(comp.size)
         mu = F[:, comp].T + delta[s_idx, comp][:, None]
         sd = sig[s_idx, comp][:, None]
-        eps = np.asarray(jax.random.normal(key, mu.shape))
+        keys = nucleus_keys(key, np.stack([ds.Z[idx], ds.N[idx]], 1), 3)
+        eps = np.asarray(per_nucleus(keys, lambda k: jax.random.normal(k, (comp.size,))))
         y = mu + sd * eps
         w = np.broadcast_to(posterior.samples("weights")[:, None, :], (comp.size, idx.size, p))
         # predictive density of y_obs under each draw's mixture component
         logd = stats.norm.logpdf(y_obs[None, :], mu, sd)
         return Prediction(posterior.mixer, ds.Z[idx], ds.N[idx], labels, y, mu, np.array(w),
                           y_obs, logd, ds.models)  # fmt: skip
-    spec = get_mixer(posterior.mixer)
-    samples = {k: jnp.asarray(posterior.samples(k)) for k in posterior.idata.posterior.data_vars}
-    if spec.local:
-        out = local_predictive(
-            posterior.mixer,
-            samples,
-            F,
-            np.stack([ds.Z[idx], ds.N[idx]], 1).astype(np.float64),
-            y_obs,
-            posterior.settings.get("options", {}),
-            posterior.settings.get("likelihood", "mean"),
-            key,
-        )
-        return Prediction(posterior.mixer, ds.Z[idx], ds.N[idx], labels, out["y"], out["mu"],
-                          out["weights"], y_obs, out["log_density"], ds.models)  # fmt: skip
-    kw = {
-        "likelihood_kind": posterior.settings.get("likelihood", "mean"),
-        **posterior.settings.get("options", {}),
-    }
-    Fj = jnp.asarray(F)
-    xj = jnp.asarray(np.stack([ds.Z[idx], ds.N[idx]], 1).astype(np.float64))
-    pred = Predictive(spec.model, posterior_samples=samples, return_sites=["y"])
-    y = np.asarray(pred(key, Fj, xj, None, **kw)["y"])
-    w = np.asarray(samples["weights"])
-    if kw["likelihood_kind"] == "density" and posterior.mixer == "linear":
-        w = w / w.sum(axis=-1, keepdims=True)
-    if w.ndim == 2:
-        w = np.broadcast_to(w[:, None, :], (w.shape[0], idx.size, p))
-    mu = np.einsum("snp,np->sn", w, F)
-    obs_ok = np.isfinite(y_obs)
-    logd = np.full(y.shape, np.nan)
-    if obs_ok.any():
-        ll = log_likelihood(
-            spec.model, samples, Fj[obs_ok], xj[obs_ok], jnp.asarray(y_obs[obs_ok]), **kw
-        )["y"]
-        logd[:, obs_ok] = np.asarray(ll)
-    return Prediction(posterior.mixer, ds.Z[idx], ds.N[idx], labels, y, mu, np.array(w),
-                      y_obs, logd, ds.models)  # fmt: skip
+    tr = posterior.dataset.split(posterior.settings.get("split", "train"))
+    out = posterior_predictive(
+        posterior.mixer,
+        posterior.all_samples(),
+        F,
+        np.stack([ds.Z[idx], ds.N[idx]], 1).astype(np.float64),
+        y_obs,
+        posterior.options,
+        posterior.settings.get("likelihood", "mean"),
+        key,
+        train=(tr.F, tr.x, tr.y),
+    )
+    return Prediction(posterior.mixer, ds.Z[idx], ds.N[idx], labels, out["y"], out["mu"],
+                      out["weights"], y_obs, out["log_density"], ds.models)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- metrics
@@ -251,8 +237,49 @@ def crps_samples(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
     return term1 - term2
 
 
+def pit(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Probability integral transform: the share of predictive draws below each observed
+    value (uniform on (0, 1) for a calibrated predictor)."""
+    return np.mean(np.asarray(samples) < np.asarray(y)[None, :], axis=0)
+
+
+def interval_score(samples: np.ndarray, y: np.ndarray, level: float) -> np.ndarray:
+    """Gneiting & Raftery's interval score of the equal-tailed interval at ``level``:
+    width + (2 / (1 − level)) × the distance by which y falls outside (lower is better)."""
+    a = 1.0 - level
+    lo, hi = np.quantile(samples, [a / 2, 1 - a / 2], axis=0)
+    return (hi - lo) + (2 / a) * ((lo - y) * (y < lo) + (y - hi) * (y > hi))
+
+
+def calibration(samples: np.ndarray, y: np.ndarray) -> dict:
+    """Calibration of predictive draws (S, n) against observations (n,).
+
+    Returns
+    -------
+    dict
+        ``ecp_mean_abs`` and ``ecp_max_abs`` (mean and max |ECP − level| over 10 … 90 %),
+        ``pit`` (the n PIT values), ``pit_ks_p`` (Kolmogorov–Smirnov test of their
+        uniformity), ``pit_sd`` (0.289 when uniform), ``outside_95`` (share outside the 95 %
+        interval), ``interval_score_90`` and ``interval_score_95`` (means).
+    """
+    cov = ecp(samples, y, SUMMARY_ECP_LEVELS)
+    dev = np.abs(np.array([cov[lv] - lv for lv in SUMMARY_ECP_LEVELS]))
+    u = pit(samples, y)
+    return {
+        "ecp_mean_abs": float(dev.mean()),
+        "ecp_max_abs": float(dev.max()),
+        "pit": u.tolist(),
+        "pit_ks_p": float(stats.kstest(u, "uniform").pvalue),
+        "pit_sd": float(u.std(ddof=1)) if u.size > 1 else float("nan"),
+        "outside_95": float(1.0 - ecp(samples, y, (0.95,))[0.95]),
+        "interval_score_90": float(np.mean(interval_score(samples, y, 0.9))),
+        "interval_score_95": float(np.mean(interval_score(samples, y, 0.95))),
+    }
+
+
 def evaluate(pred: Prediction, levels: Sequence[float] = ECP_LEVELS) -> dict:
-    """rms, ECP, CRPS and mean log predictive density of a prediction where y is observed."""
+    """Scores of a prediction where y is observed: rms of the predictive mean, ECP, CRPS,
+    mean log predictive density and :func:`calibration`."""
     ok = np.isfinite(pred.y_obs)
     if not ok.any():
         raise ValueError("no observed values at the predicted nuclei")
@@ -260,11 +287,12 @@ def evaluate(pred: Prediction, levels: Sequence[float] = ECP_LEVELS) -> dict:
     ys = pred.y[:, ok]
     lpd = logsumexp(jnp.asarray(pred.log_density[:, ok]), axis=0) - np.log(ys.shape[0])
     return {
-        "rms": float(np.sqrt(np.mean((ys.mean(0) - y) ** 2))),
+        "rms": float(np.sqrt(np.mean((pred.mean[ok] - y) ** 2))),
         "ecp": ecp(ys, y, levels),
         "crps": float(np.mean(crps_samples(ys, y))),
         "mlpd": float(np.mean(np.asarray(lpd))),
         "n": int(ok.sum()),
+        **calibration(ys, y),
     }
 
 
@@ -293,57 +321,138 @@ def model_metrics(
     return out
 
 
-LOCAL_DIAGNOSTICS = (
-    "hyper_rhat_max",
-    "hyper_ess_bulk_min",
-    "weights_test_rhat_max",
-    "weights_test_ess_bulk_min",
-)
-SUMMARY_ECP_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # members of ECP_LEVELS
-
-
-def summarize(posterior: Posterior, *, train: str = "train", test: str = "test", seed: int = 0):
-    """The paper's Table 1 and Table 2 row of a fit, with its diagnostics, as plain data.
+def summarize(posterior: Posterior, *, seed: int = 1) -> dict[str, Any]:
+    """The paper's Table 1 and Table 2 row of a fit, with its scores and diagnostics, as
+    plain data: the numbers :func:`mixer_metrics` gives a run, on the train and test nuclei.
 
     Parameters
     ----------
     posterior
         A fit.
-    train, test
-        Split names of the fit's dataset.
     seed
-        Seed of the predictive draws (``seed + 1`` for train, ``seed + 2`` for test).
+        Seed of the predictive draws (a run uses the entry's seed + 1).
 
     Returns
     -------
     dict
-        ``train_rms`` (of the posterior-mean noise-free mixture, as in Table 1), ``test_rms``,
-        ``sigma_mean``, ``sigma_sd``, ``weights`` (posterior means; for local mixers averaged
-        over the training nuclei), ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``,
-        ``divergences``, ``ecp`` (test, 10 … 90 %), ``crps``, ``mlpd``, ``train_ecp_0.9``,
-        ``wall_s``; for local mixers also ``hyper_rhat_max``, ``hyper_ess_bulk_min`` (all
-        but the latent blocks) and ``weights_test_rhat_max``, ``weights_test_ess_bulk_min``
-        (of ā at the test nuclei), the bars local mixers are judged by.
+        ``train_rms``, ``test_rms`` (of the posterior predictive mean), ``sigma_mean``,
+        ``sigma_sd``, ``weights`` (Table 2), ``test`` (every score of the test nuclei),
+        ``ecp`` (test, 10 … 90 %), ``rhat_max``, ``ess_bulk_min``, ``ess_tail_min``,
+        ``divergences``, ``converged``, ``wall_s``.
     """
-    train_pred = predict(posterior, train, seed=seed + 1)
-    train_m = evaluate(train_pred)
-    test_m = evaluate(predict(posterior, test, seed=seed + 2))
-    sigma = posterior.samples("sigma")
+    ds = posterior.dataset
+    where = np.unique(np.concatenate([ds.split_indices(s) for s in ("train", "test")
+                                      if s in ds.splits]))  # fmt: skip
+    pred = predict(posterior, [(int(ds.Z[i]), int(ds.N[i])) for i in where], seed=seed)
+    m = mixer_metrics(posterior, pred, ds, where)
     d = posterior.diagnostics
+    test = m.get("test", {})
+    ecp_test = dict(zip(test.get("ecp", {}).get("levels", []),
+                        test.get("ecp", {}).get("coverage", []), strict=True))  # fmt: skip
     return {
-        "train_rms": float(np.sqrt(np.mean((train_pred.mu.mean(0) - train_pred.y_obs) ** 2))),
-        "test_rms": test_m["rms"],
-        "sigma_mean": float(sigma.mean()),
-        "sigma_sd": float(sigma.std(ddof=1)),
-        "weights": posterior.weights_mean(),
-        "rhat_max": d["rhat_max"],
-        "ess_bulk_min": d["ess_bulk_min"],
-        "ess_tail_min": d["ess_tail_min"],
+        "train_rms": m.get("train", {}).get("rms", float("nan")),
+        "test_rms": test.get("rms", float("nan")),
+        "sigma_mean": m["sigma_mean"],
+        "sigma_sd": m["sigma_sd"],
+        "weights": m["weights"],
+        "test": {k: v for k, v in test.items() if k != "nuclei"},
+        "ecp": {f"{lv:.1f}": ecp_test[lv] for lv in SUMMARY_ECP_LEVELS if lv in ecp_test},
+        "rhat_max": d.get("rhat_max"),
+        "ess_bulk_min": d.get("ess_bulk_min"),
+        "ess_tail_min": d.get("ess_tail_min"),
         "divergences": d.get("divergences", 0),
-        "ecp": {f"{lv:.1f}": test_m["ecp"][lv] for lv in SUMMARY_ECP_LEVELS},
-        "crps": test_m["crps"],
-        "mlpd": test_m["mlpd"],
-        "train_ecp_0.9": train_m["ecp"].get(0.9),
-        "wall_s": d["wall_s"],
-        **{k: d[k] for k in LOCAL_DIAGNOSTICS if k in d},
+        "converged": d.get("converged"),
+        "wall_s": d.get("wall_s"),
     }
+
+
+# ---------------------------------------------------------------------- a run's scores
+
+
+def take(pred: Prediction, idx: np.ndarray) -> Prediction:
+    """A :class:`Prediction` restricted to some of its nuclei."""
+    idx = np.asarray(idx, dtype=np.int64)
+    return replace(
+        pred,
+        Z=pred.Z[idx],
+        N=pred.N[idx],
+        labels=tuple(np.asarray(pred.labels, dtype=object)[idx].tolist()),
+        y=pred.y[:, idx],
+        mu=pred.mu[:, idx],
+        weights=pred.weights[:, idx],
+        y_obs=pred.y_obs[idx],
+        log_density=pred.log_density[:, idx],
+    )
+
+
+def fitted_nuclei(posterior: Posterior) -> set[str]:
+    """Labels of the nuclei whose values the fit saw: its training split, and for BMA its
+    evidence nuclei (its only data)."""
+    if posterior.mixer == "bma":
+        return set(posterior.settings.get("fitted_nuclei", ()))
+    ds = posterior.dataset
+    return set(ds.split(posterior.settings.get("split", "train")).labels)
+
+
+def _scores(sub: Prediction) -> dict[str, Any]:
+    ev = evaluate(sub)
+    return {
+        "rms": ev["rms"],
+        "n": ev["n"],
+        "nuclei": list(sub.labels),
+        "ecp": {"levels": list(ev["ecp"]), "coverage": list(ev["ecp"].values())},
+        **{k: ev[k] for k in ("crps", "mlpd", "ecp_mean_abs", "ecp_max_abs", "pit",
+                              "pit_ks_p", "pit_sd", "outside_95", "interval_score_90",
+                              "interval_score_95")},
+    }  # fmt: skip
+
+
+def mixer_metrics(posterior: Posterior, pred: Prediction, ds: Dataset, where) -> dict[str, Any]:
+    """Table 1 and 2 numbers and the scores of one fit, from its prediction over ``where``.
+
+    ``pred`` holds the nuclei ``ds[where]``. ``train`` scores use its training nuclei;
+    ``test`` scores the test nuclei the fit did not see (for BMA, the test nuclei that are
+    not among its evidence nuclei; ``test.excluded`` lists any left out). rms is that of the
+    posterior predictive mean.
+    """
+    where = np.asarray(where)
+    pos = {int(i): j for j, i in enumerate(where.tolist())}
+    seen = fitted_nuclei(posterior)
+    out: dict[str, Any] = {}
+    for split in ("train", "test"):
+        if split not in ds.splits:
+            continue
+        members = [pos[i] for i in ds.split_indices(split).tolist() if i in pos]
+        sub = take(pred, np.asarray(members, dtype=np.int64))
+        sub = take(sub, np.flatnonzero(np.isfinite(sub.y_obs)))
+        excluded: list[str] = []
+        if split != "train":
+            keep = np.array([lab not in seen for lab in sub.labels], dtype=bool)
+            excluded = [lab for lab, k in zip(sub.labels, keep, strict=True) if not k]
+            sub = take(sub, np.flatnonzero(keep))
+        if sub.y_obs.size == 0:
+            continue
+        out[split] = _scores(sub)
+        if excluded:
+            out[split]["excluded"] = excluded
+    sigma = posterior.samples("sigma")
+    out["sigma_mean"] = float(sigma.mean())
+    out["sigma_sd"] = float(sigma.std(ddof=1))
+    if sigma.ndim > 1:  # one σ_k per model (density likelihood)
+        out["sigma_k"] = dict(zip(ds.models, sigma.mean(axis=0).tolist(), strict=True))
+    # Table 2: global weights, or the mean of local weights over the training nuclei
+    if "train" in ds.splits:
+        members = [pos[i] for i in ds.split_indices("train").tolist() if i in pos]
+        w = pred.weights[:, members]
+    else:
+        w = pred.weights
+    wm = w.mean(axis=(0, 1))
+    ws = w.mean(axis=1).std(axis=0, ddof=1)
+    out["weights"] = dict(zip(ds.models, wm.tolist(), strict=True))
+    out["weights_sd"] = dict(zip(ds.models, ws.tolist(), strict=True))
+    if posterior.mixer == "bma":
+        out["bma_weights"] = {
+            meth: dict(zip(ds.models, np.asarray(ws_).tolist(), strict=True))
+            for meth, ws_ in posterior.settings["bma_weights"].items()
+        }
+    return out

@@ -93,10 +93,13 @@ def test_conformance(model, kw):
     assert prior["y"].shape == (50, F.shape[0])
     assert prior["weights"].shape == (50, F.shape[1])
     w = np.asarray(prior["weights"])
-    if model is dirichlet:
-        assert np.allclose(w.sum(-1), 1.0, atol=1e-6) and (w >= 0).all()
-    else:
-        assert np.allclose(np.asarray(project_simplex(w)).sum(-1), 1.0, atol=1e-6)
+    if model is linear:  # ω_k ~ U(0, 1), independent: not on the simplex
+        assert ((w > 0) & (w < 1)).all() and np.ptp(w.sum(-1)) > 0.1
+    if kw["likelihood_kind"] == "mean":
+        # y about the mixed mean with sd σ: standardised residuals of 600 prior draws are
+        # N(0, 1) (KS test at the 0.1 % level: a wrong mean or scale fails it)
+        z = (np.asarray(prior["y"]) - w @ F.T) / np.asarray(prior["sigma"])[:, None]
+        assert stats.kstest(z.ravel(), "norm").pvalue > 1e-3
     # finite log density at prior draws; jit equals eager
     latent = {k: v[0] for k, v in prior.items() if k not in ("y",)}
     if kw.get("parameterization", "noncentered") == "noncentered" and model is dirichlet:
@@ -116,8 +119,15 @@ def test_conformance(model, kw):
     assert ypp["y"].shape == (50, 4)
 
 
-@pytest.mark.parametrize("likelihood", ["mean", "density"])
-def test_unknown_likelihood(likelihood):
+@pytest.mark.parametrize("model", [linear, dirichlet])
+def test_unknown_likelihood(model):
+    params = {"weights": jnp.ones(3) * 0.3, "alpha": jnp.ones(3), "sigma": 0.3}
     with pytest.raises(ValueError, match="unknown likelihood 'nope'"):
-        log_density(linear, (jnp.asarray(F), None, jnp.asarray(Y)), {"likelihood_kind": "nope"},
-                    {"weights": jnp.ones(3) * 0.3, "sigma": 0.3})  # fmt: skip
+        log_density(model, (jnp.asarray(F), None, jnp.asarray(Y)), {"likelihood_kind": "nope"},
+                    params)  # fmt: skip
+
+
+def test_project_simplex_is_the_papers_eq4():
+    """Eq. 4: negative weights are cut to zero, the rest rescaled to sum to one."""
+    w = jnp.array([[0.2, -0.1, 0.6], [1.5, 0.5, 0.0]])
+    np.testing.assert_allclose(project_simplex(w), [[0.25, 0.0, 0.75], [0.75, 0.25, 0.0]])

@@ -14,13 +14,9 @@ from numpyro.infer.util import initialize_model, log_density
 from lbmm.data import Dataset
 from lbmm.inference import fit
 from lbmm.mixers import get_mixer
-from lbmm.mixers.local import (
-    _hsgp_sqrt_spd,
-    hsgp_basis,
-    local_predictive,
-    prepare_gpd,
-    se_kernel,
-)
+from lbmm.mixers.kernels import se_kernel
+from lbmm.mixers.local import _hsgp_sqrt_spd, hsgp_basis
+from lbmm.mixers.predictive import posterior_predictive
 from lbmm.predict import evaluate, predict
 
 
@@ -105,12 +101,19 @@ def test_conformance(mixer, options, likelihood):
     # predictive at new nuclei: weights on the simplex, shapes
     samples = {k: v for k, v in prior.items() if k not in ("y",)}
     te = ds.split("test")
-    out = local_predictive(
-        mixer, samples, te.F, te.x, te.y, opts, likelihood, jax.random.PRNGKey(2)
+    out = posterior_predictive(
+        mixer,
+        samples,
+        te.F,
+        te.x,
+        te.y,
+        opts,
+        likelihood,
+        jax.random.PRNGKey(2),
+        train=(tr.F, tr.x, tr.y),
     )
     assert out["y"].shape == (5, len(te))
     assert out["weights"].shape == (5, len(te), 3)
-    np.testing.assert_allclose(out["weights"].sum(-1), 1.0, atol=1e-6)
     assert (out["weights"] >= 0).all()
     assert np.isfinite(out["log_density"]).all()
 
@@ -135,7 +138,7 @@ def test_hsgp_approximates_kernel_and_vanishes_outside_box():
     Z, N = _grid(20, 25)
     x = np.stack([Z, N], 1)
     tr = _dataset(Z, N, np.zeros((Z.size, 1)), np.zeros(Z.size), train_frac=1.0)
-    opts = prepare_gpd(tr, {"gp": "hsgp", "gp_unit": 1.0, "hsgp_m": (30, 30), "hsgp_c": 1.5})
+    opts = get_mixer("gp_dirichlet").resolve_options(tr, {"hsgp_m": (30, 30), "hsgp_c": 1.5})
     phi = hsgp_basis(jnp.asarray(x), opts["hsgp_center"], opts["hsgp_ell"], opts["hsgp_m"])
     rho = jnp.array([6.0, 8.0])
     s2 = _hsgp_sqrt_spd(rho, opts["hsgp_ell"], opts["hsgp_m"]) ** 2
@@ -231,7 +234,56 @@ def test_gld_recovers_smooth_weights():
     ev = evaluate(predict(post, "test", seed=2))
     assert abs(ev["ecp"][0.5] - 0.5) <= 0.10 + 1e-9
     assert abs(ev["ecp"][0.9] - 0.9) <= 0.10 + 1e-9
-    # the local bars are reported: hyperparameters and ā at the test nuclei
+    # the bars are judged on the parameters, the predictive mean at the test nuclei and the
+    # log density (the seed is fixed: these are deterministic; 2 × 500 draws, so the ESS
+    # bar is half the project's 400 for 4 × 1000)
     d = post.diagnostics
-    assert d["hyper_rhat_max"] < 1.05 and d["hyper_ess_bulk_min"] > 100
-    assert d["weights_test_rhat_max"] < 1.05 and d["weights_test_ess_bulk_min"] > 100
+    assert set(d["groups"]) == {"params", "test_mean", "log_density"}
+    for g in ("params", "test_mean", "log_density"):
+        assert d["groups"][g]["rhat_max"] <= 1.01, (g, d["groups"][g])
+        assert d["groups"][g]["ess_bulk_min"] >= 200, (g, d["groups"][g])
+
+
+@pytest.mark.parametrize("mixer", ["glm_dirichlet", "gp_dirichlet"])
+def test_prediction_uses_the_fitted_model(mixer):
+    """At the training nuclei, prediction's mixed mean ā·f and its Dirichlet variance are those
+    the fitted model's likelihood uses (read from the model's own ``y`` site): the same
+    weights, no noise added at prediction only. Outside the HSGP box the basis vanishes and
+    the weights revert to softmax(γ∞), as in the model."""
+    from numpyro import handlers
+
+    from lbmm.mixers.predictive import fitted_moments, predictive_mean
+
+    Z, N, F, y, _ = _toy()
+    tr = _dataset(Z, N, F, y).split("train")
+    spec = get_mixer(mixer)
+    opts = spec.resolve_options(tr, {"hsgp_m": (6, 7)} if mixer == "gp_dirichlet" else {})
+    args = (jnp.asarray(tr.F), jnp.asarray(tr.x), jnp.asarray(tr.y))
+    draws = Predictive(spec.model, num_samples=3)(jax.random.PRNGKey(6), *args[:2], None, **opts)
+    draws = {k: v for k, v in draws.items() if k != "y"}
+    mean = predictive_mean(mixer, draws, tr.F, tr.x, opts, "mean")
+    mu, var = fitted_moments(mixer, draws, tr.F, tr.x, opts)
+    for s in range(3):
+        one = {k: v[s] for k, v in draws.items()}
+        site = handlers.trace(handlers.substitute(spec.model, one)).get_trace(*args, **opts)["y"]
+        np.testing.assert_allclose(site["fn"].loc, mean[s], rtol=1e-10)
+        np.testing.assert_allclose(site["fn"].loc, mu[s], rtol=1e-10)
+        sd = np.sqrt(one["sigma"] ** 2 + var[s])
+        np.testing.assert_allclose(site["fn"].scale, sd, rtol=1e-10)
+    if mixer == "gp_dirichlet":
+        far = np.array([[500.0, 700.0]])
+        w = predictive_mean(mixer, draws, np.eye(3)[:1], far, opts, "mean")
+        np.testing.assert_allclose(w[:, 0], jax.nn.softmax(draws["gamma_inf"], -1)[:, 0])
+
+
+def test_hsgp_deficit_is_zero_for_long_scales_and_one_outside_the_box():
+    from lbmm.mixers.local import hsgp_deficit
+
+    Z, N = _grid(20, 25)
+    tr = _dataset(Z, N, np.zeros((Z.size, 1)), np.zeros(Z.size), train_frac=1.0)
+    opts = get_mixer("gp_dirichlet").resolve_options(tr, {"hsgp_m": (20, 30), "hsgp_c": 1.3})
+    x = np.array([[Z.mean(), N.mean()], [900.0, 900.0]])
+    d = hsgp_deficit(np.array([[12.0, 15.0], [0.5, 0.5]]), x, opts)
+    assert abs(d[0, 0]) < 1e-3  # long length scales: the basis holds the whole kernel
+    assert d[1, 0] > 0.5  # length scales far below the basis' resolution: most is missed
+    np.testing.assert_allclose(d[:, 1], 1.0)  # outside the box nothing is represented

@@ -29,6 +29,7 @@ from jax.scipy.special import gammaln, logsumexp
 from scipy import optimize
 
 from .. import _jax  # noqa: F401
+from ..data.errors import OptionError
 
 __all__ = ["BMAResult", "bma", "bma_evidence", "bma_posterior_draws"]
 
@@ -163,7 +164,7 @@ def bma_evidence(
         return _log_evidence_mc(d, prior, discrepancy, key, num_mc)[0]
     if method == "laplace":
         return _log_evidence_laplace(d, prior, discrepancy)
-    raise ValueError(f"unknown evidence method {method!r}; expected one of {METHODS}")
+    raise OptionError(f"unknown evidence method {method!r}; expected one of {METHODS}")
 
 
 @dataclass(frozen=True)

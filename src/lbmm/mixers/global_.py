@@ -8,9 +8,10 @@ Two likelihoods, for every mixer:
     y_i ~ Σ_k ω_k N(f_k(x_i), σ_k²): mix the predictive densities, one σ_k per model.
     For ``linear`` the weights are normalised to the simplex (ω / Σω) in this likelihood.
 
-Priors (the paper's Table 3) are the defaults; each can be overridden by name with a
-NumPyro distribution: ``weight`` (linear: U(0, 1) per model), ``alpha`` (dirichlet:
-HalfNormal(2) per model), ``sigma`` (Gamma(shape 5, rate 10)).
+Priors (the paper's Table 3) are the defaults; each can be overridden by its site name with
+a NumPyro distribution: ``weights`` (linear: U(0, 1) per model), ``alpha`` (dirichlet:
+HalfNormal(2) per model), ``sigma`` (Gamma(shape 5, rate 10)) and those of the noise model
+(:mod:`lbmm.mixers.noise`). Option ``noise`` chooses how y scatters about the mixed mean.
 """
 
 from __future__ import annotations
@@ -23,21 +24,28 @@ import numpyro
 import numpyro.distributions as dist
 
 from .. import _jax  # noqa: F401
+from ..data.errors import OptionError
+from .noise import check_noise, noise_priors, observe, observe_density
 
-__all__ = ["DEFAULT_PRIORS", "dirichlet", "likelihood", "linear", "project_simplex"]
+__all__ = [
+    "DEFAULT_PRIORS",
+    "dirichlet",
+    "dirichlet_noncentered",
+    "dirichlet_weights",
+    "likelihood",
+    "linear",
+    "project_simplex",
+]
 
 LIKELIHOODS = ("mean", "density")
 
 
 def _default_priors() -> dict[str, dist.Distribution]:
-    return {
-        "weight": dist.Uniform(0.0, 1.0),
-        "alpha": dist.HalfNormal(2.0),
-        "sigma": dist.Gamma(5.0, 10.0),
-    }
+    return {"weights": dist.Uniform(0.0, 1.0), "alpha": dist.HalfNormal(2.0)}
 
 
-DEFAULT_PRIORS: Mapping[str, dist.Distribution] = _default_priors()
+DEFAULT_PRIORS: Mapping[str, dist.Distribution] = {**_default_priors(), **noise_priors()}
+"""Default priors of the global mixers and of the noise models, by site name."""
 
 
 def _prior(name: str, priors: Mapping[str, dist.Distribution] | None) -> dist.Distribution:
@@ -49,7 +57,7 @@ def _prior(name: str, priors: Mapping[str, dist.Distribution] | None) -> dist.Di
 def check_likelihood(likelihood: str) -> None:
     """Raise a clear error for an unknown likelihood name."""
     if likelihood not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
+        raise OptionError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
 
 
 def likelihood(
@@ -58,24 +66,24 @@ def likelihood(
     y: jnp.ndarray | None,
     kind: str,
     priors: Mapping[str, dist.Distribution] | None,
+    *,
+    x: jnp.ndarray | None = None,
+    noise: str = "constant",
+    noise_nb=None,
+    noise_mask=None,
 ) -> None:
     """The observation site ``y`` of a mixture with weights (p,) or (n, p).
 
-    Samples ``sigma`` (scalar for ``mean``, one per model for ``density``) and observes ``y``.
+    ``mean``: y about Σ_k ω_k f_k with the noise model ``noise``
+    (:func:`lbmm.mixers.noise.observe`); ``density``: y ~ Σ_k ω_k N(f_k, σ_k²) (or
+    Student-t components), one ``sigma`` per model.
     """
-    n, p = F.shape
     if kind == "mean":
-        sigma = numpyro.sample("sigma", _prior("sigma", priors))
         mu = jnp.sum(weights * F, axis=-1)
-        with numpyro.plate("nucleus", n):
-            numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+        observe(mu, 0.0, y, x=x, noise=noise, priors=priors, noise_nb=noise_nb,
+                noise_mask=noise_mask, F=F)  # fmt: skip
     else:
-        with numpyro.plate("model", p):
-            sigma = numpyro.sample("sigma", _prior("sigma", priors))
-        w = jnp.broadcast_to(weights, (n, p))
-        mix = dist.MixtureSameFamily(dist.Categorical(probs=w), dist.Normal(F, sigma))
-        with numpyro.plate("nucleus", n):
-            numpyro.sample("y", mix, obs=y)
+        observe_density(F, weights, y, noise=noise, priors=priors)
 
 
 def linear(
@@ -85,19 +93,26 @@ def linear(
     *,
     likelihood_kind: str = "mean",
     priors: Mapping[str, dist.Distribution] | None = None,
+    noise: str = "constant",
+    noise_neighbors: int = 4,
+    noise_nb=None,
+    noise_mask=None,
 ) -> None:
-    """GBMM+L: y = Σ_k ω_k f_k + σ ε with independent ω_k ~ U(0, 1) (no simplex constraint).
+    """GBMM+L: y = Σ_k ω_k f_k + e with independent ω_k ~ U(0, 1) (no simplex constraint)
+    and e the noise model ``noise`` (:mod:`lbmm.mixers.noise`; the paper: σ ε).
 
-    Sites: ``weights`` (p,), ``sigma``, ``y`` (n,).
+    Sites: ``weights`` (p,), ``sigma``, the noise model's, ``y`` (n,).
     """
-    del x
+    del noise_neighbors
     check_likelihood(likelihood_kind)
+    check_noise(noise, likelihood_kind)
     p = F.shape[1]
     with numpyro.plate("model", p):
-        w = numpyro.sample("weights", _prior("weight", priors))
+        w = numpyro.sample("weights", _prior("weights", priors))
     if likelihood_kind == "density":
         w = w / jnp.sum(w)
-    likelihood(F, w, y, likelihood_kind, priors)
+    likelihood(F, w, y, likelihood_kind, priors, x=x, noise=noise, noise_nb=noise_nb,
+               noise_mask=noise_mask)  # fmt: skip
 
 
 def dirichlet(
@@ -108,6 +123,10 @@ def dirichlet(
     likelihood_kind: str = "mean",
     priors: Mapping[str, dist.Distribution] | None = None,
     parameterization: str = "noncentered",
+    noise: str = "constant",
+    noise_neighbors: int = 4,
+    noise_nb=None,
+    noise_mask=None,
 ) -> None:
     """GBMM+D: ω | α ~ Dirichlet(α), α_k ~ HalfNormal(2); y as in :func:`linear`.
 
@@ -116,8 +135,9 @@ def dirichlet(
     :func:`dirichlet_noncentered` (same law, no funnel when α_k is small);
     ``"centered"`` samples ``weights ~ Dirichlet(α)`` directly.
     """
-    del x
+    del noise_neighbors
     check_likelihood(likelihood_kind)
+    check_noise(noise, likelihood_kind)
     p = F.shape[1]
     with numpyro.plate("model", p):
         alpha = numpyro.sample("alpha", _prior("alpha", priors))
@@ -125,7 +145,8 @@ def dirichlet(
         w = numpyro.sample("weights", dist.Dirichlet(alpha))
     else:
         w = numpyro.deterministic("weights", dirichlet_noncentered(alpha))
-    likelihood(F, w, y, likelihood_kind, priors)
+    likelihood(F, w, y, likelihood_kind, priors, x=x, noise=noise, noise_nb=noise_nb,
+               noise_mask=noise_mask)  # fmt: skip
 
 
 def dirichlet_noncentered(alpha: jnp.ndarray, name: str = "") -> jnp.ndarray:
@@ -139,6 +160,12 @@ def dirichlet_noncentered(alpha: jnp.ndarray, name: str = "") -> jnp.ndarray:
     with numpyro.plate(f"{name}model_aux", alpha.shape[-1], dim=-1):
         h = numpyro.sample(f"{name}gamma_aux", dist.Gamma(alpha + 1.0, 1.0))
         e = numpyro.sample(f"{name}exp_aux", dist.Exponential(1.0))
+    return dirichlet_weights(alpha, h, e)
+
+
+def dirichlet_weights(alpha: jnp.ndarray, h: jnp.ndarray, e: jnp.ndarray) -> jnp.ndarray:
+    """ω = softmax(log h − e/α): the Dirichlet(α) draw of :func:`dirichlet_noncentered` from
+    its auxiliaries h ~ Gamma(α + 1), e ~ Exp(1)."""
     return jax.nn.softmax(jnp.log(h) - e / alpha, axis=-1)
 
 

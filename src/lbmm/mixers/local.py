@@ -44,32 +44,39 @@ from numpyro.contrib.hsgp.laplacian import eigenfunctions
 from numpyro.contrib.hsgp.spectral_densities import diag_spectral_density_squared_exponential
 
 from .. import _jax  # noqa: F401
-from .global_ import _prior, check_likelihood, dirichlet_noncentered, likelihood
+from ..data.errors import OptionError
+from .draws import nucleus_keys, per_nucleus
+from .global_ import check_likelihood, dirichlet_noncentered, likelihood
+from .kernels import se_kernel
+from .noise import NOISE_DEFAULTS, check_noise, observe
 
 __all__ = [
     "GLD_DEFAULTS",
     "GPD_DEFAULTS",
+    "collapsed_moments",
     "glm_dirichlet",
     "gp_dirichlet",
     "hsgp_basis",
-    "local_predictive",
+    "hsgp_deficit",
+    "log_alpha_at",
     "mean_weights",
     "precompute_gpd",
     "prepare_gld",
     "prepare_gpd",
-    "se_kernel",
 ]
 
 OMEGAS = ("collapsed", "latent")
 GPS = ("hsgp", "exact")
 
 GLD_DEFAULTS: tuple[tuple[str, object], ...] = (
+    *NOISE_DEFAULTS,
     ("omega", "collapsed"),
     ("intercept", True),
     ("x_center", None),
     ("x_scale", None),
 )
 GPD_DEFAULTS: tuple[tuple[str, object], ...] = (
+    *NOISE_DEFAULTS,
     ("omega", "collapsed"),
     ("gp", "hsgp"),
     ("gp_unit", 1.0),
@@ -101,14 +108,43 @@ def _lprior(name: str, priors: Mapping[str, dist.Distribution] | None) -> dist.D
 def _check(omega: str, likelihood_kind: str) -> None:
     check_likelihood(likelihood_kind)
     if omega not in OMEGAS:
-        raise ValueError(f"unknown omega {omega!r}; expected one of {OMEGAS}")
+        raise OptionError(f"unknown omega {omega!r}; expected one of {OMEGAS}")
 
 
 # ------------------------------------------------------------------ options from the data
 
 
+def _numbers(name: str, value, count: int, *, positive: bool = False, integer: bool = False):
+    """An option given as ``count`` finite numbers (positive, integers where asked)."""
+    what = f"{count} {'positive ' if positive else ''}{'integers' if integer else 'numbers'}"
+    try:
+        vals = np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError):
+        vals = np.array([])
+    ok = vals.size == count and np.isfinite(vals).all() and not isinstance(value, str | bool)
+    if ok and positive:
+        ok = bool((vals > 0).all())
+    if ok and integer:
+        ok = bool((vals == np.round(vals)).all())
+    if not ok:
+        raise OptionError(f"option {name}: expected {what}, got {value!r}")
+    return [int(v) for v in vals] if integer else [float(v) for v in vals]
+
+
+def _check_common(opts: dict) -> None:
+    if opts["omega"] not in OMEGAS:
+        raise OptionError(f"option omega: expected one of {OMEGAS}, got {opts['omega']!r}")
+
+
 def prepare_gld(train, opts: dict) -> dict:
     """Fill the input centring and scale of GLD from the training split (mean and sd)."""
+    _check_common(opts)
+    if not isinstance(opts["intercept"], bool):
+        raise OptionError(f"option intercept: expected true or false, got {opts['intercept']!r}")
+    q = train.x.shape[1]
+    for name in ("x_center", "x_scale"):
+        if opts.get(name) is not None:
+            opts[name] = _numbers(name, opts[name], q, positive=name == "x_scale")
     if opts.get("x_center") is None:
         opts["x_center"] = [float(v) for v in train.x.mean(axis=0)]
     if opts.get("x_scale") is None:
@@ -119,15 +155,25 @@ def prepare_gld(train, opts: dict) -> dict:
 def prepare_gpd(train, opts: dict) -> dict:
     """Fill the HSGP box (centre, half-width L = c · half-range of the training inputs) or the
     exact GP's training inputs."""
+    _check_common(opts)
     if opts["gp"] not in GPS:
-        raise ValueError(f"unknown gp {opts['gp']!r}; expected one of {GPS}")
+        raise OptionError(f"option gp: expected one of {GPS}, got {opts['gp']!r}")
+    opts["gp_unit"] = _numbers("gp_unit", opts["gp_unit"], 1, positive=True)[0]
+    opts["hsgp_c"] = _numbers("hsgp_c", opts["hsgp_c"], 1, positive=True)[0]
+    if opts["hsgp_c"] <= 1:
+        raise OptionError(f"option hsgp_c: expected a boundary factor > 1, got {opts['hsgp_c']}")
+    opts["jitter"] = _numbers("jitter", opts["jitter"], 1, positive=True)[0]
+    opts["hsgp_m"] = _numbers("hsgp_m", opts["hsgp_m"], 2, positive=True, integer=True)
+    if opts.get("hsgp_center") is not None:
+        opts["hsgp_center"] = _numbers("hsgp_center", opts["hsgp_center"], 2)
+    if opts.get("hsgp_ell") is not None:
+        opts["hsgp_ell"] = _numbers("hsgp_ell", opts["hsgp_ell"], 2, positive=True)
     u = train.x / float(opts["gp_unit"])
     lo, hi = u.min(axis=0), u.max(axis=0)
     if opts.get("hsgp_center") is None:
         opts["hsgp_center"] = [float(v) for v in (lo + hi) / 2]
     if opts.get("hsgp_ell") is None:
         opts["hsgp_ell"] = [float(v) for v in float(opts["hsgp_c"]) * (hi - lo) / 2]
-    opts["hsgp_m"] = [int(v) for v in opts["hsgp_m"]]
     opts["rho"] = _check_rho(opts.get("rho"))
     if opts["gp"] == "exact" and opts.get("x_train") is None:
         opts["x_train"] = train.x.tolist()
@@ -152,17 +198,11 @@ def _check_rho(rho) -> list[float] | None:
         return None
     vals = [float(v) for v in np.ravel(rho)]
     if len(vals) != 2 or not all(v > 0 and np.isfinite(v) for v in vals):
-        raise ValueError(f"option rho: expected None or two positive length scales, got {rho!r}")
+        raise OptionError(f"option rho: expected None or two positive length scales, got {rho!r}")
     return vals
 
 
 # ------------------------------------------------------------------ GP pieces
-
-
-def se_kernel(xa: jnp.ndarray, xb: jnp.ndarray, rho: jnp.ndarray) -> jnp.ndarray:
-    """Unit-variance squared-exponential kernel with one length scale per input dimension."""
-    d = (xa[:, None, :] - xb[None, :, :]) / rho
-    return jnp.exp(-0.5 * jnp.sum(d * d, axis=-1))
 
 
 def se_cholesky(u: jnp.ndarray, rho: jnp.ndarray, jitter: float) -> jnp.ndarray:
@@ -223,23 +263,33 @@ def local_likelihood(
     kind: str,
     omega: str,
     priors: Mapping[str, dist.Distribution] | None,
+    *,
+    x: jnp.ndarray | None = None,
+    noise: str = "constant",
+    noise_nb=None,
+    noise_mask=None,
 ) -> None:
     """Observation site ``y`` given per-nucleus log concentrations (n, p)."""
+    nk = {"x": x, "noise": noise, "noise_nb": noise_nb, "noise_mask": noise_mask}
     if omega == "latent":
         with numpyro.plate("nucleus_aux", F.shape[0], dim=-2):
             w = dirichlet_noncentered(jnp.exp(log_alpha))
-        likelihood(F, w, y, kind, priors)
+        likelihood(F, w, y, kind, priors, **nk)
         return
     abar = jax.nn.softmax(log_alpha, axis=-1)
     if kind == "density":  # exact: the mixture density is linear in ω
-        likelihood(F, abar, y, kind, priors)
+        likelihood(F, abar, y, kind, priors, **nk)
         return
+    mu, var_w = collapsed_moments(F, log_alpha)
+    observe(mu, var_w, y, priors=priors, F=F, **nk)
+
+
+def collapsed_moments(F: jnp.ndarray, log_alpha: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Mean ā·f and variance Σ_k ā_k (f_k − ā·f)² / (α₀ + 1) of ω·f under ω ~ Dir(α)."""
+    abar = jax.nn.softmax(log_alpha, axis=-1)
     alpha0 = jnp.exp(jax.nn.logsumexp(log_alpha, axis=-1))
     mu = jnp.sum(abar * F, axis=-1)
-    var_w = jnp.sum(abar * (F - mu[:, None]) ** 2, axis=-1) / (alpha0 + 1.0)
-    sigma = numpyro.sample("sigma", _prior("sigma", priors))
-    with numpyro.plate("nucleus", F.shape[0]):
-        numpyro.sample("y", dist.Normal(mu, jnp.sqrt(sigma**2 + var_w)), obs=y)
+    return mu, jnp.sum(abar * (F - mu[..., None]) ** 2, axis=-1) / (alpha0 + 1.0)
 
 
 # ------------------------------------------------------------------ the mixers
@@ -263,14 +313,22 @@ def glm_dirichlet(
     intercept: bool = True,
     x_center: Sequence[float] = (0.0, 0.0),
     x_scale: Sequence[float] = (1.0, 1.0),
+    noise: str = "constant",
+    noise_neighbors: int = 4,
+    noise_nb=None,
+    noise_mask=None,
 ) -> None:
-    """LBMM+GLD: log α_k(x) = β_kᵀ x̃, β ~ N(0, 1) (sites ``beta`` (q, p), ``sigma``, ``y``)."""
+    """LBMM+GLD: log α_k(x) = β_kᵀ x̃, β ~ N(0, 1) (sites ``beta`` (q, p), ``sigma``, the
+    noise model's (:mod:`lbmm.mixers.noise`), ``y``)."""
+    del noise_neighbors
     _check(omega, likelihood_kind)
+    check_noise(noise, likelihood_kind)
     X = _design(x, x_center, x_scale, intercept)
     q, p = X.shape[1], F.shape[1]
     with numpyro.plate("model", p, dim=-1), numpyro.plate("input", q, dim=-2):
         beta = numpyro.sample("beta", _lprior("beta", priors))
-    local_likelihood(F, X @ beta, y, likelihood_kind, omega, priors)
+    local_likelihood(F, X @ beta, y, likelihood_kind, omega, priors, x=jnp.asarray(x),
+                     noise=noise, noise_nb=noise_nb, noise_mask=noise_mask)  # fmt: skip
 
 
 def gp_dirichlet(
@@ -292,6 +350,10 @@ def gp_dirichlet(
     rho: Sequence[float] | None = None,
     basis: jnp.ndarray | None = None,
     chol: jnp.ndarray | None = None,
+    noise: str = "constant",
+    noise_neighbors: int = 4,
+    noise_nb=None,
+    noise_mask=None,
 ) -> None:
     """LBMM+GPD: log α_k(x) = γ_k∞ + g_k(x), g_k a GP (sites ``gamma_inf``, ``eta``,
     ``rho_z``, ``rho_n``, ``gp_coef`` (HSGP, (M, p)) or ``gp_z`` (exact, (n, p)), ``sigma``,
@@ -301,8 +363,9 @@ def gp_dirichlet(
     length scales (no ``rho_z``, ``rho_n`` sites); with the exact GP the Cholesky factor
     ``chol`` is then computed once too.
     """
-    del hsgp_c, x_train
+    del hsgp_c, x_train, noise_neighbors
     _check(omega, likelihood_kind)
+    check_noise(noise, likelihood_kind)
     n, p = F.shape
     gamma_inf, eta, rho = _gp_params(p, priors, rho)
     u = jnp.asarray(x) / gp_unit
@@ -317,9 +380,10 @@ def gp_dirichlet(
             z = numpyro.sample("gp_z", dist.Normal(0.0, 1.0))
         g = L @ z
     else:
-        raise ValueError(f"unknown gp {gp!r}; expected one of {GPS}")
+        raise OptionError(f"unknown gp {gp!r}; expected one of {GPS}")
     log_alpha = gamma_inf + jnp.sqrt(eta) * g
-    local_likelihood(F, log_alpha, y, likelihood_kind, omega, priors)
+    local_likelihood(F, log_alpha, y, likelihood_kind, omega, priors, x=jnp.asarray(x),
+                     noise=noise, noise_nb=noise_nb, noise_mask=noise_mask)  # fmt: skip
 
 
 # ------------------------------------------------------------------ prediction
@@ -330,41 +394,53 @@ def _log_alpha_gld(samples, x, opts) -> jnp.ndarray:
     return jnp.einsum("nq,sqp->snp", X, samples["beta"])
 
 
-def _log_alpha_hsgp(samples, x, opts, key) -> jnp.ndarray:
-    """Basis-function log α at x; the prior variance the truncated basis misses at x (all of
-    it outside the box) is added as independent noise, so far from the data the weights
-    revert to the GP prior instead of to a point."""
+def _log_alpha_hsgp(samples, x, opts) -> jnp.ndarray:
+    """log α at x under the fitted model itself: γ∞ + √η Φ(x) diag(√S_ρ) u. Outside the
+    basis' box Φ is zero and the weights revert to softmax(γ∞), as they do in the fit; the
+    basis' accuracy over the posterior length scales is checked by :func:`hsgp_deficit`."""
     u = jnp.asarray(x) / opts["gp_unit"]
     phi = hsgp_basis(u, opts["hsgp_center"], opts["hsgp_ell"], opts["hsgp_m"])
     rho = _rho_draws(samples, opts)
 
-    def one(r, coef, eta, gam, k):
+    def one(r, coef, eta, gam):
         s = _hsgp_sqrt_spd(r, opts["hsgp_ell"], opts["hsgp_m"])
-        g = phi @ (s[:, None] * coef)
-        deficit = jnp.clip(1.0 - (phi**2) @ (s**2), 0.0, 1.0)
-        eps = jax.random.normal(k, g.shape)
-        return gam + jnp.sqrt(eta) * (g + jnp.sqrt(deficit)[:, None] * eps)
+        return gam + jnp.sqrt(eta) * (phi @ (s[:, None] * coef))
 
-    keys = jax.random.split(key, rho.shape[0])
     return jax.lax.map(
         lambda a: one(*a),
-        (rho, samples["gp_coef"], samples["eta"], samples["gamma_inf"], keys),
+        (rho, samples["gp_coef"], samples["eta"], samples["gamma_inf"]),
         batch_size=64,
     )
 
 
+def hsgp_deficit(rho: np.ndarray, x: np.ndarray, opts: Mapping) -> np.ndarray:
+    """Share of the GP's prior variance the truncated basis misses at inputs x (n, 2), for
+    each length-scale pair in ``rho`` (S, 2): 1 − Σ_j φ_j(x)² S_ρ(√λ_j), shape (S, n). Zero
+    for an exact basis; one outside the box."""
+    u = jnp.asarray(x) / opts["gp_unit"]
+    phi = hsgp_basis(u, opts["hsgp_center"], opts["hsgp_ell"], opts["hsgp_m"])
+
+    def one(r):
+        s2 = _hsgp_sqrt_spd(r, opts["hsgp_ell"], opts["hsgp_m"]) ** 2
+        return 1.0 - (phi**2) @ s2
+
+    return np.asarray(jax.lax.map(one, jnp.asarray(rho, dtype=float), batch_size=64))
+
+
 def _log_alpha_exact(samples, x, opts, key) -> jnp.ndarray:
-    """GP conditional at x given the training values, marginal per point."""
+    """GP conditional at x given the training values, marginal per point (its random part
+    drawn with per-nucleus keys)."""
     u = jnp.asarray(x) / opts["gp_unit"]
     ut = jnp.asarray(opts["x_train"]) / opts["gp_unit"]
-    keys = jax.random.split(key, len(samples["eta"]))
+    n_draws, p = samples["eta"].shape
+    keys = nucleus_keys(key, x, 0)
+    eps = per_nucleus(keys, lambda k: jax.random.normal(k, (n_draws, p)), axis=1)  # (S, n, p)
 
-    def draw(A, sd, z, eta, gam, k):
+    def draw(A, sd, z, eta, gam, e):
         mean = A.T @ z  # K*ᵀ K⁻¹ (L z) = (L⁻¹K*)ᵀ z
-        eps = jax.random.normal(k, mean.shape)
-        return gam + jnp.sqrt(eta) * (mean + sd[:, None] * eps)
+        return gam + jnp.sqrt(eta) * (mean + sd[:, None] * e)
 
-    draws = (samples["gp_z"], samples["eta"], samples["gamma_inf"], keys)
+    draws = (samples["gp_z"], samples["eta"], samples["gamma_inf"], eps)
     if opts.get("rho") is not None:  # one kernel for all draws: factorise it once
         A, sd = _gp_conditional(ut, u, jnp.asarray(opts["rho"], dtype=float), opts["jitter"])
         return jax.vmap(lambda *a: draw(A, sd, *a))(*draws)
@@ -376,11 +452,12 @@ def _log_alpha_exact(samples, x, opts, key) -> jnp.ndarray:
 
 
 def log_alpha_at(mixer: str, samples, x, opts, key) -> jnp.ndarray:
-    """Draws (S, n, p) of log α at inputs x (n, 2) for a local mixer."""
+    """Draws (S, n, p) of log α at inputs x (n, 2) for a local mixer (``key``: the exact
+    GP's conditional draw at new inputs; GLD and the HSGP are deterministic given a draw)."""
     if mixer == "glm_dirichlet":
         return _log_alpha_gld(samples, x, opts)
     if opts["gp"] == "hsgp":
-        return _log_alpha_hsgp(samples, x, opts, key)
+        return _log_alpha_hsgp(samples, x, opts)
     return _log_alpha_exact(samples, x, opts, key)
 
 
@@ -388,51 +465,3 @@ def mean_weights(mixer: str, samples, x, opts, key) -> np.ndarray:
     """Draws (S, n, p) of ā(x) = E[ω(x) | α(x)] = α/α₀ at inputs x."""
     s = {k: jnp.asarray(v) for k, v in samples.items()}
     return np.asarray(jax.nn.softmax(log_alpha_at(mixer, s, jnp.asarray(x), opts, key), axis=-1))
-
-
-def local_predictive(
-    mixer: str,
-    samples: Mapping[str, np.ndarray],
-    F: np.ndarray,
-    x: np.ndarray,
-    y_obs: np.ndarray,
-    opts: Mapping,
-    likelihood_kind: str,
-    key: jax.Array,
-) -> dict[str, np.ndarray]:
-    """Posterior predictive draws at new inputs: log α → fresh ω ~ Dirichlet(α) → y.
-
-    Returns ``y``, ``mu`` (= ω·f), ``weights`` (S, n, p) and ``log_density`` (S, n):
-    log p(y_obs | draw) (NaN where y_obs is NaN). Averaged over draws (log-mean-exp) the
-    latter estimates the posterior predictive density of each observation.
-    """
-    k_la, k_w, k_y, k_c = jax.random.split(key, 4)
-    s = {k: jnp.asarray(v) for k, v in samples.items()}
-    la = log_alpha_at(mixer, s, jnp.asarray(x), opts, k_la)
-    alpha = jnp.exp(la)
-    log_g = jax.random.loggamma(k_w, alpha)  # log-scale Gamma draws: no underflow at tiny α
-    w = jax.nn.softmax(log_g, axis=-1)
-    Fj = jnp.asarray(F)
-    mu = jnp.sum(w * Fj, axis=-1)
-    yo = jnp.asarray(y_obs)
-    seen = jnp.isfinite(yo)
-    yo_safe = jnp.where(seen, yo, 0.0)  # log densities are masked below; no NaN inside them
-    if likelihood_kind == "mean":
-        sig = s["sigma"][:, None]
-        y = mu + sig * jax.random.normal(k_y, mu.shape)
-        logd = dist.Normal(mu, sig).log_prob(yo_safe)
-    else:
-        sig = s["sigma"][:, None, :]  # (S, 1, p)
-        comp = jax.random.categorical(k_c, log_g, axis=-1)
-        f_c = jnp.take_along_axis(jnp.broadcast_to(Fj, w.shape), comp[..., None], -1)[..., 0]
-        s_c = jnp.take_along_axis(jnp.broadcast_to(sig, w.shape), comp[..., None], -1)[..., 0]
-        y = f_c + s_c * jax.random.normal(k_y, mu.shape)
-        log_w = jax.nn.log_softmax(log_g, axis=-1)
-        logd = jax.nn.logsumexp(log_w + dist.Normal(Fj, sig).log_prob(yo_safe[:, None]), axis=-1)
-    logd = jnp.where(seen, logd, jnp.nan)
-    return {
-        "y": np.asarray(y),
-        "mu": np.asarray(mu),
-        "weights": np.asarray(w),
-        "log_density": np.asarray(logd),
-    }

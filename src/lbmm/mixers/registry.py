@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
+from ..data.errors import OptionError
 from .global_ import dirichlet, linear
 from .local import (
     GLD_DEFAULTS,
@@ -15,6 +18,7 @@ from .local import (
     prepare_gld,
     prepare_gpd,
 )
+from .noise import NOISE_DEFAULTS, NOISE_PRIOR_NAMES, check_noise, vecchia_neighbors
 
 __all__ = ["MIXERS", "MixerSpec", "get_mixer"]
 
@@ -48,17 +52,40 @@ class MixerSpec:
         h = dict(self.hints)
         return h.get(likelihood, h.get("*", ""))
 
-    def resolve_options(self, train, options=None) -> dict:
+    prior_names: tuple[str, ...] = ()
+    """Names of the priors that can be set (the sample sites), besides the noise model's."""
+
+    def resolve_options(self, train, options=None, likelihood: str = "mean") -> dict:
         """Defaults, then the user's options, then the data-dependent ones."""
         opts = dict(self.defaults)
         unknown = set(options or {}) - set(opts)
         if unknown:
-            raise ValueError(
+            raise OptionError(
                 f"mixer {self.name!r}: unknown option(s) {sorted(unknown)}; "
                 f"known options: {sorted(opts) or 'none'}"
             )
         opts.update(options or {})
+        if "noise" in opts:
+            check_noise(opts["noise"], likelihood)
+            m = opts["noise_neighbors"]
+            if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < 1:
+                raise OptionError(f"option noise_neighbors: expected a positive integer, got {m!r}")
         return dict(self.prepare(train, opts)) if self.prepare else opts
+
+    def known_priors(self, options: dict | None = None) -> tuple[str, ...]:
+        """The prior names this mixer reads with these options (defaults where not given)."""
+        if self.model is None:
+            return ()
+        noise = {**dict(self.defaults), **(options or {})}.get("noise", "constant")
+        return (*self.prior_names, "sigma", *NOISE_PRIOR_NAMES.get(noise, ()))
+
+    def fit_arrays(self, x, opts) -> dict:
+        """Input-only arrays passed to the model during a fit (computed once per fit): the
+        mixer's own (:attr:`precompute`) and the noise model's Vecchia sets."""
+        out = dict(self.precompute(x, opts)) if self.precompute else {}
+        if opts.get("noise") == "gp":
+            out["noise_nb"], out["noise_mask"] = vecchia_neighbors(x, opts["noise_neighbors"])
+        return out
 
 
 _DENSITY_HINT = (
@@ -75,6 +102,8 @@ MIXERS: dict[str, MixerSpec] = {
         "GBMM+L",
         "global linear mixture, ω_k ~ U(0, 1)",
         hints=(("density", _DENSITY_HINT),),
+        defaults=NOISE_DEFAULTS,
+        prior_names=("weights",),
     ),
     "dirichlet": MixerSpec(
         "dirichlet",
@@ -82,6 +111,8 @@ MIXERS: dict[str, MixerSpec] = {
         "GBMM+D",
         "global Dirichlet mixture, α_k ~ HalfNormal(2)",
         hints=(("density", _DENSITY_HINT),),
+        defaults=NOISE_DEFAULTS,
+        prior_names=("alpha",),
     ),
     "glm_dirichlet": MixerSpec(
         "glm_dirichlet",
@@ -92,6 +123,7 @@ MIXERS: dict[str, MixerSpec] = {
         prepare=prepare_gld,
         dense_mass=lambda o: o["omega"] != "latent",
         defaults=GLD_DEFAULTS,
+        prior_names=("beta",),
         hints=(
             (
                 "mean",
@@ -110,11 +142,16 @@ MIXERS: dict[str, MixerSpec] = {
         prepare=prepare_gpd,
         precompute=precompute_gpd,
         dense_mass=lambda o: [
-            ("gamma_inf", "eta", "sigma")
-            if o.get("rho") is not None
-            else ("gamma_inf", "eta", "rho_z", "rho_n", "sigma")
+            (
+                "gamma_inf",
+                "eta",
+                *(() if o.get("rho") is not None else ("rho_z", "rho_n")),
+                "sigma",
+                *NOISE_PRIOR_NAMES[o.get("noise", "constant")],
+            )
         ],
         defaults=GPD_DEFAULTS,
+        prior_names=("gamma_inf", "eta", "rho"),
     ),
 }
 
@@ -122,5 +159,5 @@ MIXERS: dict[str, MixerSpec] = {
 def get_mixer(name: str) -> MixerSpec:
     """Look up a mixer by name; a clear error lists the known ones."""
     if name not in MIXERS:
-        raise ValueError(f"unknown mixer {name!r}; known mixers: {sorted(MIXERS)}")
+        raise OptionError(f"unknown mixer {name!r}; known mixers: {sorted(MIXERS)}")
     return MIXERS[name]
