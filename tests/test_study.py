@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from lbmm.data import DataError, load_dataset
-from lbmm.mixers import MIXERS
 from lbmm.run import build_dataset
 from lbmm.study import (
     BUILTIN_STUDIES,
@@ -23,12 +22,6 @@ from lbmm.study import (
 )
 
 LOCAL = ("glm_dirichlet", "gp_dirichlet")
-
-
-def _needs_local_mixers():
-    missing = [m for m in LOCAL if m not in MIXERS]
-    if missing:
-        pytest.skip(f"the built-in studies list {missing}, not in lbmm.mixers.MIXERS yet")
 
 
 def _minimal(**extra) -> dict:
@@ -53,22 +46,26 @@ def test_builtin_studies_are_listed_with_descriptions():
 
 
 def test_default_study_content():
-    _needs_local_mixers()
     st = load_study("default")
     assert st.source == "builtin:default"
     assert st.data.recipe == "default"
-    assert [m.mixer for m in st.mixers] == ["bma", "linear", "dirichlet", *LOCAL]
-    assert st.mixer("gp_dirichlet").options == {"gp": "hsgp"}
+    assert [m.mixer for m in st.mixers] == ["dirichlet", "bma", "linear", *LOCAL]
+    # every mixture with the spread noise model (chosen on the validation folds)
+    assert all(m.options.get("noise") == "spread" for m in st.mixers if m.mixer != "bma")
+    assert st.mixer("gp_dirichlet_spread").options == {"gp": "hsgp", "noise": "spread"}
+    assert st.sampling.max_samples == 4000
     assert not st.needs_corrections
     assert st.output == "runs/default"
 
 
 def test_kejzlar2023_study_has_raw_and_corrected_rows():
-    _needs_local_mixers()
     st = load_study("kejzlar2023")
     raw = [m.mixer for m in st.mixers if not m.corrected]
     corr = [m.mixer for m in st.mixers if m.corrected]
-    assert raw == ["bma", "linear", "dirichlet", *LOCAL]
+    assert raw == ["glm_dirichlet", "bma", "linear", "dirichlet", *LOCAL]
+    # the paper's rows keep its constant σ and its names; the calibrated GLD comes first
+    assert st.keys[:2] == ["glm_dirichlet_spread", "bma"]
+    assert [m.label for m in st.mixers[1:6]] == ["BMA", "GBMM+L", "GBMM+D", "LBMM+GLD", "LBMM+GPD"]
     assert corr == ["bma", "linear", "dirichlet"]
     assert st.keys[-3:] == ["bma_corrected", "linear_corrected", "dirichlet_corrected"]
     assert st.mixer("dirichlet_corrected").label == "GBMM+D (corr.)"
@@ -171,6 +168,37 @@ def test_relative_paths_are_relative_to_the_study_file(tmp_path):
             _minimal(mixers=[{"mixer": "linear", "priors": {"sigma": "Gama(5, 10)"}}]),
             "key 'mixers[0].priors.sigma' is not a valid prior: unknown distribution 'Gama'",
         ),
+        (
+            _minimal(mixers=[{"mixer": "dirichlet", "priors": {"alpah": "HalfNormal(2)"}}]),
+            "key 'mixers[0].priors.alpah' is not a prior of mixer 'dirichlet'",
+        ),
+        (  # the linear mixer's prior has its site's name
+            _minimal(mixers=[{"mixer": "linear", "priors": {"weight": "Uniform(0, 1)"}}]),
+            "key 'mixers[0].priors.weight' is not a prior of mixer 'linear'",
+        ),
+        (  # a noise model's priors exist only with that noise model
+            _minimal(mixers=[{"mixer": "linear", "priors": {"nu": "Gamma(2, 0.1)"}}]),
+            "key 'mixers[0].priors.nu' is not a prior of mixer 'linear'",
+        ),
+        (
+            _minimal(mixers=[{"mixer": "bma", "likelihood": "density"}]),
+            "key 'mixers[0].likelihood' does not apply to mixer 'bma'",
+        ),
+        (
+            _minimal(mixers=[{"mixer": "bma", "priors": {"sigma": "Gamma(5, 10)"}}]),
+            "key 'mixers[0].priors.sigma' is not a prior of mixer 'bma'",
+        ),
+        (
+            _minimal(mixers=[{"mixer": "linear", "options": {"noise": "gaussian"}}]),
+            "key 'mixers[0].options.noise' is not valid here: option noise: unknown noise",
+        ),
+        (
+            _minimal(
+                mixers=[{"mixer": "linear", "likelihood": "density", "options": {"noise": "gp"}}]
+            ),
+            "key 'mixers[0].options.noise' is not valid here",
+        ),
+        (_minimal(validation={"folds": ["neutronrich"]}), "key 'validation.folds"),
         (
             _minimal(mixers=[{"mixer": "linear", "sampling": {"num_samples": 1}}]),
             "key 'mixers[0].sampling.num_samples' must be at least 2",
@@ -308,3 +336,33 @@ def test_own_tables_build_the_same_splits_as_the_recipe():
     assert ds.counts() == ref.counts()
     np.testing.assert_array_equal(ds.split_indices("test"), ref.split_indices("test"))
     np.testing.assert_allclose(ds.F, ref.F, rtol=0, atol=0)
+
+
+def test_priors_of_the_noise_model_and_of_sites_are_accepted():
+    t_noise = {"mixer": "dirichlet", "options": {"noise": "student_t"},
+               "priors": {"nu": "Gamma(2, 0.1)"}}  # fmt: skip
+    st = study_from_dict(_minimal(mixers=[
+        {"mixer": "linear", "priors": {"weights": "Uniform(0, 1)"}}, t_noise,
+    ]))  # fmt: skip
+    assert dict(st.mixers[1].priors) == {"nu": "Gamma(2, 0.1)"}
+
+
+def test_noise_models_name_their_entries_and_the_papers_keep_their_names():
+    st = study_from_dict(_minimal(mixers=[
+        {"mixer": "dirichlet"},
+        {"mixer": "dirichlet", "options": {"noise": "constant"}, "key": "paper"},
+        {"mixer": "gp_dirichlet", "options": {"noise": "spread"}},
+        {"mixer": "linear", "options": {"noise": "student_t"}, "corrected": True},
+    ]))  # fmt: skip
+    assert [m.key for m in st.mixers] == [
+        "dirichlet",
+        "paper",
+        "gp_dirichlet_spread",
+        "linear_student_t_corrected",
+    ]
+    assert [m.label for m in st.mixers] == [
+        "GBMM+D",
+        "GBMM+D",
+        "LBMM+GPD (spread)",
+        "GBMM+L (student_t) (corr.)",
+    ]

@@ -36,8 +36,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .data.errors import InputError
+
 __all__ = [
     "BUILTIN_STUDIES",
+    "MAX_INT",
+    "MAX_SEED",
     "DataSpec",
     "MixerEntry",
     "PredictSpec",
@@ -45,6 +49,7 @@ __all__ = [
     "Sampling",
     "Study",
     "StudyError",
+    "ValidationSpec",
     "builtin_studies",
     "builtin_study_text",
     "load_study",
@@ -53,13 +58,15 @@ __all__ = [
 ]
 
 BUILTIN_STUDIES = ("default", "kejzlar2023")
-LIKELIHOODS = ("mean", "density")
-CHAIN_METHODS = ("sequential", "parallel", "vectorized")
+MAX_INT = 2**31 - 1
+"""The largest count a study may give (draws, chains, ...): JAX counts in 32-bit integers."""
+MAX_SEED = 2**32 - 1
+"""The largest seed (a JAX random key takes 64-bit integers; the run adds 1 for predictions)."""
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PRIOR_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*\((.*)\)\s*$", re.DOTALL)
 
 
-class StudyError(ValueError):
+class StudyError(InputError):
     """A study file (or dictionary) is not valid; the message names the source and the key."""
 
 
@@ -71,11 +78,14 @@ class Sampling:
     """NUTS settings, the keyword arguments of :func:`lbmm.inference.fit` of the same names.
 
     ``dense_mass`` None (the key left out) lets each mixer choose its mass matrix.
+    ``max_samples`` (left out: none) is a budget of draws per chain: after ``num_samples``
+    the chains go on until the convergence bars hold or the budget is spent.
     """
 
     num_chains: int = 4
     num_warmup: int = 1000
     num_samples: int = 1000
+    max_samples: int | None = None
     thinning: int = 1
     target_accept: float = 0.95
     dense_mass: bool | None = None
@@ -181,6 +191,21 @@ class ReportSpec:
 
 
 @dataclass(frozen=True)
+class ValidationSpec:
+    """Validation folds inside the training split (:mod:`lbmm.data.folds`).
+
+    Attributes
+    ----------
+    folds
+        Fold kinds (``neutron_rich``, ``proton_rich``, ``regions``, ``kfold``): every mixer
+        entry (but those on corrected models) is also fitted on each fold and scored on its
+        held-out nuclei. Empty: none (each fold costs one more fit per entry).
+    """
+
+    folds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PredictSpec:
     """Prediction settings of a run.
 
@@ -208,6 +233,7 @@ class Study:
     mixers: tuple[MixerEntry, ...] = ()
     predict: PredictSpec = field(default_factory=PredictSpec)
     report: ReportSpec = field(default_factory=ReportSpec)
+    validation: ValidationSpec = field(default_factory=ValidationSpec)
     source: str = "<dict>"
     """Where the study was read from (a path, or ``builtin:NAME``); not part of the study."""
 
@@ -236,13 +262,14 @@ class Study:
         seed: int | None = None,
         sampling: Mapping[str, Any] | None = None,
         mixers: Sequence[str] | None = None,
+        folds: Sequence[str] | None = None,
     ) -> Study:
         """A copy with some settings replaced (what ``lbmm run`` options do), re-validated.
 
         ``sampling`` replaces those settings for the study *and* every mixer entry (so
-        ``num_samples=50`` really gives 50 kept draws everywhere: thinning is reset to 1 unless
-        given too); ``mixers`` keeps only the
-        entries with these keys, in this order.
+        ``num_samples=50`` really gives 50 kept draws everywhere: thinning is reset to 1 and
+        ``max_samples`` to none unless given too); ``mixers`` keeps only the entries with
+        these keys, in this order; ``folds`` replaces the validation folds.
         """
         raw = self.to_dict()
         if output is not None:
@@ -256,9 +283,13 @@ class Study:
         if sampling:
             if "num_samples" in sampling and "thinning" not in sampling:
                 sampling = {**sampling, "thinning": 1}  # the draws asked for, all kept
+            if "num_samples" in sampling and "max_samples" not in sampling:
+                sampling = {**sampling, "max_samples": None}
             raw["sampling"].update(sampling)
             for m in raw["mixers"]:
                 m["sampling"].update(sampling)
+        if folds is not None:
+            raw["validation"]["folds"] = list(folds)
         if mixers is not None:
             by_key = {m["key"]: m for m in raw["mixers"]}
             unknown = [k for k in mixers if k not in by_key]
@@ -280,6 +311,7 @@ class Study:
             "sampling": _drop_none(asdict(self.sampling)),
             "predict": asdict(self.predict),
             "report": {"chains": list(self.report.chains)},
+            "validation": {"folds": list(self.validation.folds)},
             "mixers": [],
         }
         for m in self.mixers:
@@ -328,7 +360,7 @@ def _toml_value(v: Any) -> str:
             raise StudyError(f"cannot write the non-finite number {v} to TOML")
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        return '"' + _TOML_ESCAPE.sub(_toml_escape, v) + '"'
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, Mapping):
@@ -336,6 +368,15 @@ def _toml_value(v: Any) -> str:
             return "{}"
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise StudyError(f"cannot write a {type(v).__name__} to TOML")
+
+
+# Characters a TOML basic string must escape: backslash, quote, and controls but tab.
+_TOML_ESCAPE = re.compile(r'[\\"\x00-\x08\x0a-\x1f\x7f]')
+
+
+def _toml_escape(m: re.Match) -> str:
+    c = m.group()
+    return {"\\": "\\\\", '"': '\\"', "\n": "\\n"}.get(c, f"\\u{ord(c):04x}")
 
 
 def _toml_key(k: str) -> str:
@@ -405,12 +446,21 @@ class _Reader:
             self.fail(self.key(name), f"must be one of {list(choices)}, got {v!r}")
         return v
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def optional_integer(self, name: str, default: int | None, *, minimum: int) -> int | None:
+        if self.get(name, default) is None:
+            return None
+        return self.integer(name, default, minimum=minimum)
+
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int = MAX_INT
+    ) -> int:
         v = self.get(name, default)
         if isinstance(v, bool) or not isinstance(v, int):
             self.fail(self.key(name), f"must be an integer, got {_show(v)}")
         if minimum is not None and v < minimum:
             self.fail(self.key(name), f"must be at least {minimum}, got {v}")
+        if v > maximum:
+            self.fail(self.key(name), f"must be at most {maximum}, got {v}")
         return v
 
     def number(self, name: str, default: float, *, lo: float, hi: float) -> float:
@@ -445,6 +495,9 @@ class _Reader:
             isinstance(x, int) and not isinstance(x, bool) for x in v
         ):
             self.fail(self.key(name), f"must be a list of integers, got {_show(v)}")
+        for x in v:
+            if abs(x) > MAX_INT:
+                self.fail(self.key(name), f"must list integers of at most {MAX_INT}, got {x}")
         return tuple(v)
 
     def mapping(self, name: str) -> dict[str, Any]:
@@ -503,27 +556,38 @@ def parse_prior(text: str):
     import jax.numpy as jnp
 
     try:
-        return cls(*(jnp.asarray(a, dtype=float) for a in args), validate_args=True)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{text!r}: {err}") from err
+        d = cls(*(jnp.asarray(a, dtype=float) for a in args), validate_args=True)
+    except Exception as err:  # NumPyro's constructors fail in many ways on wrong arguments
+        raise ValueError(f"{text!r}: {err or type(err).__name__}") from err
+    if d.support is None or d.support.is_discrete:
+        raise ValueError(f"{text!r} is not a continuous distribution (NUTS samples those only)")
+    return d
 
 
 # ---------------------------------------------------------------------- parsing
 
 
 def _sampling(r: _Reader, base: Sampling) -> Sampling:
+    from .inference import CHAIN_METHODS, INITS
+
     s = Sampling(
         num_chains=r.integer("num_chains", base.num_chains, minimum=1),
         num_warmup=r.integer("num_warmup", base.num_warmup, minimum=1),
         num_samples=r.integer("num_samples", base.num_samples, minimum=2),
+        max_samples=r.optional_integer("max_samples", base.max_samples, minimum=2),
         thinning=r.integer("thinning", base.thinning, minimum=1),
         target_accept=r.number("target_accept", base.target_accept, lo=0.0, hi=1.0),
         dense_mass=r.boolean("dense_mass", base.dense_mass, optional=True),
         max_tree_depth=r.integer("max_tree_depth", base.max_tree_depth, minimum=1),
-        init=r.string("init", base.init, choices=("uniform", "median", "map")),
+        init=r.string("init", base.init, choices=INITS),
         chain_method=r.string("chain_method", base.chain_method, choices=CHAIN_METHODS),
     )
     r.done()
+    if s.max_samples is not None and s.max_samples < s.num_samples:
+        r.fail(r.key("max_samples"), f"must be at least num_samples ({s.num_samples}), "
+               f"got {s.max_samples}")  # fmt: skip
+    if s.thinning > s.num_samples:
+        r.fail(r.key("thinning"), f"must not exceed num_samples ({s.num_samples})")
     return s
 
 
@@ -595,10 +659,12 @@ def _data(r: _Reader) -> DataSpec:
     )
 
 
-def _default_key(mixer: str, likelihood: str, corrected: bool) -> str:
+def _default_key(mixer: str, likelihood: str, corrected: bool, noise: str | None = None) -> str:
     key = mixer
     if likelihood != "mean":
         key += f"_{likelihood}"
+    if noise:
+        key += f"_{noise}"
     if corrected:
         key += "_corrected"
     return key
@@ -606,6 +672,7 @@ def _default_key(mixer: str, likelihood: str, corrected: bool) -> str:
 
 def _mixer(r: _Reader, base: Sampling, seed: int) -> MixerEntry:
     from .mixers import MIXERS
+    from .mixers.global_ import LIKELIHOODS
 
     name = r.string("mixer")
     if name is None:
@@ -614,20 +681,45 @@ def _mixer(r: _Reader, base: Sampling, seed: int) -> MixerEntry:
         r.fail(r.key("mixer"), f"must name a mixer {sorted(MIXERS)}, got {name!r}")
     spec = MIXERS[name]
     likelihood = r.string("likelihood", "mean", choices=LIKELIHOODS)
+    if spec.model is None and likelihood != "mean":
+        r.fail(r.key("likelihood"), f"does not apply to mixer {name!r} (closed form with its "
+               "own noise model): leave it out")  # fmt: skip
     corrected = r.boolean("corrected", False)
-    key = r.string("key", _default_key(name, likelihood, corrected))
-    if not _KEY_RE.match(key):
-        r.fail(r.key("key"), f"must be letters, digits, '_', '-' or '.', got {key!r}")
-    label = r.string("label", spec.label + (" (corr.)" if corrected else ""))
     options = r.mapping("options")
     known = dict(spec.defaults)
-    for k in options:
+    for k, v in options.items():
         if k not in known:
             r.fail(
                 r.key(f"options.{k}"),
                 f"is not an option of mixer {name!r}; known options: {sorted(known) or 'none'}",
             )
+        try:
+            _toml_value(v)  # the run writes the study back (study.toml)
+        except StudyError:
+            r.fail(r.key(f"options.{k}"), f"must be a string, a finite number, true/false or a "
+                   f"list or table of those, got {_show(v)}")  # fmt: skip
+    noise = options.get("noise", known.get("noise"))
+    if "noise" in options:
+        from .mixers.noise import check_noise
+
+        try:
+            check_noise(noise, likelihood)
+        except ValueError as err:
+            r.fail(r.key("options.noise"), f"is not valid here: {err}")
+    # the paper's constant-σ mixers keep the paper's names; other noise models are named
+    tag = noise if noise is not None and noise != "constant" else None
+    key = r.string("key", _default_key(name, likelihood, corrected, tag))
+    if not _KEY_RE.match(key):
+        r.fail(r.key("key"), f"must be letters, digits, '_', '-' or '.', got {key!r}")
+    label = r.string("label", spec.label + (f" ({tag})" if tag else "")
+                     + (" (corr.)" if corrected else ""))  # fmt: skip
     priors = r.mapping("priors")
+    known_priors = spec.known_priors(options)
+    for k in priors:
+        if k not in known_priors:
+            r.fail(r.key(f"priors.{k}"), f"is not a prior of mixer {name!r}"
+                   + (f" with noise {noise!r}" if noise else "") + "; its priors: "
+                   + (", ".join(sorted(known_priors)) or "none (closed form)"))  # fmt: skip
     for k, v in priors.items():
         if not isinstance(v, str):
             r.fail(r.key(f"priors.{k}"), f"must be a string such as 'Gamma(5, 10)', got {_show(v)}")
@@ -635,7 +727,7 @@ def _mixer(r: _Reader, base: Sampling, seed: int) -> MixerEntry:
             parse_prior(v)
         except ValueError as err:
             r.fail(r.key(f"priors.{k}"), f"is not a valid prior: {err}")
-    entry_seed = r.integer("seed", seed, minimum=0)
+    entry_seed = r.integer("seed", seed, minimum=0, maximum=MAX_SEED)
     sampling = _sampling(r.sub("sampling"), base)
     r.done()
     return MixerEntry(
@@ -666,7 +758,7 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> Study:
     if not _KEY_RE.match(name):
         r.fail("name", f"must be letters, digits, '_', '-' or '.', got {name!r}")
     description = r.string("description", "")
-    seed = r.integer("seed", 0, minimum=0)
+    seed = r.integer("seed", 0, minimum=0, maximum=MAX_SEED)
     output = r.string("output", str(Path("runs") / name))
     if not output:
         r.fail("output", "must be a folder path")
@@ -678,6 +770,17 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> Study:
     rep = r.sub("report")
     report = ReportSpec(chains=rep.integers("chains") or ())
     rep.done()
+    val = r.sub("validation")
+    from .data import FOLD_KINDS
+
+    folds = val.strings("folds") or ()
+    for f in folds:
+        if f not in FOLD_KINDS:
+            val.fail(val.key("folds"), f"must list fold kinds {list(FOLD_KINDS)}, got {f!r}")
+    if len(set(folds)) != len(folds):
+        val.fail(val.key("folds"), f"lists a fold kind twice: {list(folds)}")
+    validation = ValidationSpec(folds=tuple(folds))
+    val.done()
     mixers_raw = r.get("mixers")
     if not isinstance(mixers_raw, list) or not mixers_raw:
         r.fail("mixers", "must be a non-empty array of tables ([[mixers]] with mixer = NAME)")
@@ -699,6 +802,7 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>") -> Study:
         mixers=mixers,
         predict=predict,
         report=report,
+        validation=validation,
         source=source,
     )
 
@@ -740,10 +844,10 @@ def load_study(study: str | Path | Study = "default") -> Study:
         )
     try:
         raw = tomllib.loads(path.read_text("utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise StudyError(f"study {path}: invalid TOML: {err}") from err
     except (OSError, UnicodeDecodeError) as err:
         raise StudyError(f"study {path}: cannot read: {err}") from err
+    except ValueError as err:  # TOMLDecodeError, or an integer of more than 4300 digits
+        raise StudyError(f"study {path}: invalid TOML: {err}") from err
     st = study_from_dict(raw, source=str(path))
     # Relative table paths and data_dir are relative to the study file.
     return _anchor_paths(st, path.parent)

@@ -23,12 +23,21 @@ Odd but legal rows
   definition and is kept.
 - |BE|/A above 10 MeV cannot be a binding energy in MeV (the largest is 8.8 MeV per
   nucleon): such a table is refused with an error that suggests keV were given.
+- Z or N above 999 is refused (no table goes beyond Z = 136, N = 301).
+
+Errors
+------
+Every problem with a file is a :class:`~lbmm.data.DataError` that names the file and, for a
+problem with its content, the line (as an editor counts them: blank lines included) and the
+column.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,6 +67,7 @@ MASS_EXCESS_H = 7.288971064
 MASS_EXCESS_N = 8.071318062
 
 MAX_BE_PER_NUCLEON = 10.0  # MeV; the largest binding energy per nucleon is 8.79 MeV (⁶²Ni)
+MAX_Z_OR_N = 999  # no table goes beyond Z = 136, N = 301
 
 
 @dataclass(frozen=True)
@@ -143,8 +153,8 @@ class MassTable:
         Raises
         ------
         DataError
-            On non-finite values, negative Z or N, duplicate nuclei, or values that cannot be
-            binding energies in MeV.
+            On non-finite values, Z or N negative or above :data:`MAX_Z_OR_N`, duplicate
+            nuclei, values that cannot be binding energies in MeV, or placeholder rows only.
         """
         prov = provenance or Provenance("memory")
         path = prov.path or name
@@ -176,6 +186,15 @@ class MassTable:
                 i = int(np.argmax(arr < 0))
                 raise DataError(
                     f"expected a non-negative integer, got {arr[i]}",
+                    path=path,
+                    row=int(line[i]),
+                    column=col,
+                )
+            if size and (arr > MAX_Z_OR_N).any():
+                i = int(np.argmax(arr > MAX_Z_OR_N))
+                value = f"{arr[i]:.6g}" if arr.dtype.kind == "f" else str(arr[i])
+                raise DataError(
+                    f"expected an integer from 0 to {MAX_Z_OR_N}, got {value}",
                     path=path,
                     row=int(line[i]),
                     column=col,
@@ -224,6 +243,11 @@ class MassTable:
             )
         notes = list(notes)
         placeholder = (be == 0.0) & (z + n > 1)
+        if size and placeholder.all():
+            raise DataError(
+                "every row has BE = 0.0 (a placeholder); expected binding energies in MeV",
+                path=path,
+            )
         if placeholder.any():
             where = ", ".join(f"Z={z[i]} N={n[i]}" for i in np.flatnonzero(placeholder)[:5])
             notes.append(
@@ -285,20 +309,21 @@ def _sha256(path: Path) -> str:
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise DataError("file not found", path=str(path))
-    if path.is_dir():
-        raise DataError("expected a file, got a directory", path=str(path))
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("file not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise DataError("expected a file, got a directory", path=str(path)) from None
+    except (OSError, ValueError) as err:  # e.g. a name too long, or holding a NUL character
+        reason = getattr(err, "strerror", None) or err
+        raise DataError(f"cannot read the file ({reason})", path=str(path)) from None
     # Universal newlines: some masstable files use bare carriage returns.
-    return (
-        path.read_bytes()
-        .decode("utf-8", errors="replace")
-        .replace("\r\n", "\n")
-        .replace("\r", "\n")
-    )
+    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _numeric_column(df: pd.DataFrame, col: str, path: str, header_lines: int) -> np.ndarray:
+def _numeric_column(df: pd.DataFrame, col: str, path: str) -> np.ndarray:
+    """The column as finite float64; ``df.index`` holds the file line of each row."""
     values = pd.to_numeric(df[col], errors="coerce")
     bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
     if bad.any():
@@ -306,7 +331,7 @@ def _numeric_column(df: pd.DataFrame, col: str, path: str, header_lines: int) ->
         raise DataError(
             f"expected a finite number, got {df[col].iloc[i]!r}",
             path=path,
-            row=i + 1 + header_lines,
+            row=int(df.index[i]),
             column=col,
         )
     return values.to_numpy(dtype=np.float64)
@@ -362,10 +387,13 @@ def _ame_value(text: str) -> tuple[float | None, bool]:
         return None, False
     estimated = "#" in s
     s = s.replace("#", ".")
-    if s.count(".") > 1:  # '#' placed after a decimal point already present
+    if estimated and s.count(".") > 1:  # '#' placed after a decimal point already present
         head, _, tail = s.rpartition(".")
         s = head + tail
-    return float(s), estimated
+    value = float(s)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text.strip()!r}")
+    return value, estimated
 
 
 def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
@@ -389,7 +417,8 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
     Notes
     -----
     Data lines are recognised by consistent integers: N − Z in the NZ field and N + Z in
-    the A field; header and page-feed lines fail that test and are skipped.
+    the A field; header and page-feed lines fail that test and are skipped. A data line cut
+    short before its mass excess uncertainty (a truncated file) is an error.
     """
     path = Path(path)
     text = _read_text(path)
@@ -398,9 +427,8 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
         m = re.search(r"(?:mas|mass)[._-]?(\d{2})", path.name.lower())
         name = f"AME20{m.group(1)}" if m else path.stem
     zs, ns, bes, us, ests, rows = [], [], [], [], [], []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if len(line) < layout["umass"][1] - 4:
-            continue
+    # Lines end at "\n" only (as an editor counts them), not at form feeds and the like.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         try:
             nz = int(line[slice(*layout["NZ"])])
             n = int(line[slice(*layout["N"])])
@@ -410,17 +438,27 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
             continue
         if nz != n - z or a != n + z:
             continue
-        field_txt = line[slice(*layout["mass"])]
-        try:
-            mass, est_m = _ame_value(field_txt)
-            unc, est_u = _ame_value(line[slice(*layout["umass"])])
-        except ValueError:
+        if len(line) < layout["umass"][1] - 4:
             raise DataError(
-                f"expected a mass excess in keV, got {field_txt.strip()!r}",
+                f"data line cut short ({len(line)} characters); expected the mass excess and "
+                f"its uncertainty up to character {layout['umass'][1]} (a truncated file?)",
                 path=str(path),
                 row=lineno,
                 column="mass excess",
-            ) from None
+            )
+        values = []
+        for key, column in (("mass", "mass excess"), ("umass", "mass excess uncertainty")):
+            field_txt = line[slice(*layout[key])]
+            try:
+                values.append(_ame_value(field_txt))
+            except ValueError:
+                raise DataError(
+                    f"expected a finite number in keV, got {field_txt.strip()!r}",
+                    path=str(path),
+                    row=lineno,
+                    column=column,
+                ) from None
+        (mass, est_m), (unc, est_u) = values
         if mass is None:
             continue
         zs.append(z)
@@ -476,10 +514,10 @@ def read_masstable(name: str) -> MassTable:
     DataError
         For an unknown name (the message lists the known ones).
     """
+    known = masstable_names()
+    if name not in known:
+        raise DataError(f"unknown masstable table {name!r}; known tables: {', '.join(known)}")
     path = _masstable_dir() / f"{name}.txt"
-    if not path.is_file():
-        known = ", ".join(masstable_names())
-        raise DataError(f"unknown masstable table {name!r}; known tables: {known}")
     text = _read_text(path)
     df = pd.read_csv(io.StringIO(text), sep=r"\s+", dtype=str)
     path_s = str(path)
@@ -487,9 +525,10 @@ def read_masstable(name: str) -> MassTable:
         raise DataError("expected three columns 'Z N M'", path=path_s)
     df = df.iloc[:, :3]
     df.columns = ["Z", "N", "M"]
-    z = _numeric_column(df, "Z", path_s, 1)
-    n = _numeric_column(df, "N", path_s, 1)
-    m = _numeric_column(df, "M", path_s, 1)
+    df.index = np.arange(2, len(df) + 2)
+    z = _numeric_column(df, "Z", path_s)
+    n = _numeric_column(df, "N", path_s)
+    m = _numeric_column(df, "M", path_s)
     be = z * MASS_EXCESS_H + n * MASS_EXCESS_N - m
     estimated = None
     if name.endswith("all") and (_masstable_dir() / f"{name[:-3]}.txt").is_file():
@@ -504,24 +543,65 @@ def read_masstable(name: str) -> MassTable:
         None,
         estimated,
         provenance=Provenance("masstable", path_s, _sha256(path)),
-        rows=np.arange(2, len(df) + 2),
+        rows=df.index.to_numpy(),
     )
 
 
 # --------------------------------------------------------------------------- CSV readers
 
+# Column names the CSV readers look for (lower case): each may appear once in a header.
+_CSV_NAMES = {"z", "n", "be", "ube", "dbe", "be_unc", "uncertainty", "estimated", "ebe"}
+
 
 def _read_csv_frame(path: Path) -> pd.DataFrame:
-    text = _read_text(path)
+    """The cells of a CSV as strings, indexed by the file line of each row.
+
+    Blank lines are skipped (and counted). A row with more cells than the header, a column
+    name that the readers use given twice, or a broken quoted cell is an error naming its
+    line; a row with fewer cells than the header is padded with empty cells.
+    """
+    p = str(path)
+    text = _read_text(path).removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text), skipinitialspace=True, strict=True)
+    header: list[str] | None = None
+    header_line = 0
+    records, lines = [], []
+    start = 1  # the line where the next record starts
     try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataError("empty file; expected a CSV with a header line", path=str(path)) from None
-    except pd.errors.ParserError as err:
-        raise DataError(f"not a readable CSV ({err})", path=str(path)) from None
-    if df.empty:
-        raise DataError("no data rows after the header", path=str(path))
-    return df
+        for record in reader:
+            if len(record) > 1 or (record and record[0].strip()):
+                if header is None:
+                    header = [c or f"Unnamed: {i}" for i, c in enumerate(record)]
+                    header_line = start
+                elif len(record) > len(header):
+                    raise DataError(
+                        f"expected {len(header)} cells as in the header (line {header_line}), "
+                        f"got {len(record)}",
+                        path=p,
+                        row=start,
+                    )
+                else:
+                    records.append(record + [""] * (len(header) - len(record)))
+                    lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise DataError(f"not a readable CSV ({err})", path=p, row=reader.line_num) from None
+    if header is None:
+        raise DataError("empty file; expected a CSV with a header line", path=p)
+    seen: dict[str, str] = {}
+    for name in header:
+        key = name.strip().lower()
+        if key in _CSV_NAMES and key in seen:
+            raise DataError(
+                f"column {name.strip()!r} given twice (also as {seen[key]!r}); expected it once",
+                path=p,
+                row=header_line,
+                column=name,
+            )
+        seen[key] = name.strip()
+    if not records:
+        raise DataError("no data rows after the header", path=p)
+    return pd.DataFrame(records, columns=header, index=lines, dtype=str)
 
 
 def _table_from_frame(
@@ -537,10 +617,10 @@ def _table_from_frame(
     bc = _require(df, ("BE",), p)
     uc = _find_column(df, ("uBE", "dBE", "BE_unc", "uncertainty"))
     ec = _find_column(df, est_names)
-    z = _numeric_column(df, zc, p, 1)
-    n = _numeric_column(df, nc, p, 1)
-    be = _numeric_column(df, bc, p, 1)
-    unc = _numeric_column(df, uc, p, 1) if uc is not None else None
+    z = _numeric_column(df, zc, p)
+    n = _numeric_column(df, nc, p)
+    be = _numeric_column(df, bc, p)
+    unc = _numeric_column(df, uc, p) if uc is not None else None
     est = None
     if ec is not None:
         raw = df[ec].astype(str).str.strip().str.lower()
@@ -549,7 +629,10 @@ def _table_from_frame(
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
-                f"expected 0/1 or true/false, got {df[ec].iloc[i]!r}", path=p, row=i + 2, column=ec
+                f"expected 0/1 or true/false, got {df[ec].iloc[i]!r}",
+                path=p,
+                row=int(df.index[i]),
+                column=ec,
             )
         est = raw.map(mapping).to_numpy(bool)
     return MassTable.from_arrays(
@@ -560,7 +643,7 @@ def _table_from_frame(
         unc,
         est,
         provenance=Provenance(source, p, _sha256(path)),
-        rows=np.arange(2, len(df) + 2),
+        rows=df.index.to_numpy(),
     )
 
 
@@ -601,8 +684,7 @@ def read_table(ref: str | Path, *, name: str | None = None) -> MassTable:
         return _table_from_frame(df, path, name or path.stem, source, ("estimated", "eBE"))
     if _looks_like_ame(path) or path.suffix.lower() in {".mas03", ".mas12", ".mas16", ".mas20"}:
         return read_ame(path, name=name)
-    if not path.exists():
-        raise DataError("file not found", path=str(path))
+    _read_text(path)  # a missing or unreadable file is said so first
     raise DataError(
         "unknown table format; expected a .csv (Z,N,BE columns), an AME mass file "
         "(mass.mas03, mass16.txt, mass_1.mas20) or 'masstable:NAME'",
