@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .data import RECIPES, DataError, known_tables, load_dataset, parse_label
+from .data import RECIPES, InputError, OptionError, known_tables, load_dataset, parse_label
 from .mixers import MIXERS
 from .run import CACHE_ENV
 
@@ -100,6 +100,7 @@ def _fit_report(args: argparse.Namespace) -> dict:
         num_chains=args.num_chains,
         num_warmup=args.num_warmup,
         num_samples=args.num_samples,
+        max_samples=args.max_samples,
         thinning=args.thinning,
         init=args.init,
         seed=args.seed,
@@ -112,7 +113,8 @@ def _fit_report(args: argparse.Namespace) -> dict:
         "corrected": args.corrected,
         "options": post.settings.get("options", {}),
         "dataset": ds.name,
-        **summarize(post, seed=args.seed),
+        **summarize(post, seed=args.seed + 1),
+        "diagnostics": dict(post.diagnostics),
     }
     if args.mixer == "bma":
         rep["bma_weights"] = {
@@ -140,15 +142,34 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if "bma_weights" in rep:
         for meth, ws in rep["bma_weights"].items():
             print(f"  BMA({meth}): " + "  ".join(f"{m} {w:.3f}" for m, w in ws.items()))
-    print(
-        f"diagnostics: R-hat max {rep['rhat_max']:.4f}, min ESS bulk {rep['ess_bulk_min']:.0f} / "
-        f"tail {rep['ess_tail_min']:.0f}, divergences {rep['divergences']}, "
-        f"wall {rep['wall_s']:.1f} s"
-    )
-    print("test ECP: " + "  ".join(f"{k}:{v:.2f}" for k, v in rep["ecp"].items()))
+    d = rep["diagnostics"]
+    if d.get("sampler") == "closed form":
+        print(f"closed form; wall {rep['wall_s']:.1f} s")
+    else:
+        print(
+            f"diagnostics: R-hat max {rep['rhat_max']:.4f}, min ESS bulk "
+            f"{rep['ess_bulk_min']:.0f} / tail {rep['ess_tail_min']:.0f} (parameters, test "
+            f"means, log density), divergences {rep['divergences']}, "
+            f"{d['sampling']['draws_per_chain']} draws per chain, wall {rep['wall_s']:.1f} s"
+            + ("" if d.get("converged") else f"  [NOT CONVERGED: {bar_text()} missed]")
+        )
+    t = rep.get("test", {})
+    if t:
+        print("test ECP: " + "  ".join(f"{k}:{v:.2f}" for k, v in rep["ecp"].items()))
+        print(
+            f"test calibration: mean |ECP - level| {t['ecp_mean_abs']:.3f} (max "
+            f"{t['ecp_max_abs']:.3f}), PIT KS p {t['pit_ks_p']:.3f}, outside 95 % "
+            f"{t['outside_95']:.2f}, CRPS {t['crps']:.3f}, mlpd {t['mlpd']:.3f}"
+        )
     if "posterior" in rep:
         print(f"posterior saved to {rep['posterior']}")
     return 0
+
+
+def bar_text() -> str:
+    from .inference import bar_text as _bar
+
+    return _bar()
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:
@@ -158,7 +179,7 @@ def _parse_options(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--option {item!r}: expected KEY=VALUE, e.g. gp=exact")
+            raise OptionError(f"--option {item!r}: expected KEY=VALUE, e.g. gp=exact")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -193,15 +214,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             ("num_chains", args.num_chains),
             ("num_warmup", args.num_warmup),
             ("num_samples", args.num_samples),
+            ("max_samples", args.max_samples),
         )
         if v is not None
     }
-    if sampling or args.seed is not None or args.mixers or args.data_dir:
+    if sampling or args.seed is not None or args.mixers or args.data_dir or args.folds:
         study = study.with_overrides(
             seed=args.seed,
             sampling=sampling,
             mixers=args.mixers,
             data_dir=str(Path(args.data_dir).absolute()) if args.data_dir else None,
+            folds=args.folds,
         )
     try:
         run = run_study(
@@ -233,7 +256,7 @@ def _print_run_tables(run) -> None:
     print(to_markdown(table2_display(table2(metrics)), 2))
     bad = [k for k, r in run.manifest["mixers"].items() if not r["converged"]]
     if bad:
-        print(f"not converged (max R-hat > 1.01 or min bulk ESS < 400): {', '.join(bad)}")
+        print(f"not converged ({bar_text()} missed): {', '.join(bad)}")
     div = {k: r["diagnostics"].get("divergences", 0) for k, r in run.manifest["mixers"].items()}
     div = {k: v for k, v in div.items() if v}
     if div:
@@ -256,7 +279,7 @@ def _parse_nucleus(text: str) -> tuple[int, int] | str:
         try:
             return int(z), int(n)
         except ValueError:
-            raise ValueError(f"--nuclei {text!r}: expected Z,N (e.g. 50,82) or a label") from None
+            raise InputError(f"--nuclei {text!r}: expected Z,N (e.g. 50,82) or a label") from None
     return parse_label(text)
 
 
@@ -367,10 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-chains", type=int, default=4)
     p.add_argument("--num-warmup", type=int, default=1000)
     p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--max-samples", type=int, help="draw budget per chain: sample on until "
+                   "the convergence bars hold (default: exactly --num-samples)")  # fmt: skip
     p.add_argument("--thinning", type=int, default=1, help="keep every k-th draw")
-    p.add_argument(
-        "--init", choices=("uniform", "median", "map"), default="uniform", help="where chains start"
-    )
+    p.add_argument("--init", default="uniform", help="where chains start: uniform, median, map")
     p.add_argument("--target-accept", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="save the posterior as NetCDF here (default: not saved)")
@@ -398,7 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-chains", type=int, help="override for every mixer")
     p.add_argument("--num-warmup", type=int, help="override for every mixer")
     p.add_argument("--num-samples", type=int, help="override for every mixer")
+    p.add_argument("--max-samples", type=int, help="draw budget per chain (every mixer)")
     p.add_argument("--mixers", nargs="+", metavar="KEY", help="run only these mixer entries")
+    p.add_argument("--folds", nargs="+", metavar="KIND",
+                   help="validation folds inside the training data, each scored for every "
+                   "mixer (neutron_rich, proton_rich, regions, kfold)")  # fmt: skip
     p.add_argument(
         "--no-report",
         action="store_true",
@@ -455,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, ValueError) as err:
+    except InputError as err:  # the user's input; anything else is a bug: traceback
         print(f"lbmm: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,9 +24,6 @@ error or Ctrl-C (KeyboardInterrupt) removes it, so a run folder is complete or a
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
-import math
 import os
 import platform
 import shutil
@@ -43,8 +40,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._util import write_json
 from .data import DataError, Dataset, load_dataset, read_table
-from .study import Study, load_study, parse_prior, study_from_dict
+from .results import (
+    INTERVAL_LEVELS,
+    RESULT_FILES,
+    RUN_FORMAT,
+    RUN_FORMAT_VERSION,
+    Run,
+    RunError,
+    check_run,
+    file_records,
+    load_run,
+    thin,
+)
+from .study import Study, load_study, parse_prior
 
 __all__ = [
     "INTERVAL_LEVELS",
@@ -56,27 +66,16 @@ __all__ = [
     "check_run",
     "enable_compilation_cache",
     "load_run",
-    "mixer_metrics",
     "prediction_indices",
     "run_study",
-    "sha256",
     "thin",
 ]
 
-RUN_FORMAT = "lbmm-run"
-RUN_FORMAT_VERSION = 1
-INTERVAL_LEVELS = (0.68, 0.95)
 CACHE_ENV = "LBMM_CACHE_DIR"
-#: Files every run folder has (besides posteriors); ``lbmm report`` needs them all.
-RESULT_FILES = ("study.toml", "dataset.csv", "predictions.csv", "metrics.json")
 _VERSION_PACKAGES = (
     "lbmm", "jax", "jaxlib", "numpyro", "arviz", "numpy", "scipy", "pandas", "xarray",
     "matplotlib", "h5netcdf", "masstable",
 )  # fmt: skip
-
-
-class RunError(ValueError):
-    """A folder is not a complete lbmm run (or cannot become one); the message says why."""
 
 
 Progress = Callable[[str], None]
@@ -273,102 +272,7 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
-def sha256(path: str | Path) -> str:
-    """The sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n", "utf-8")
-
-
 # ---------------------------------------------------------------------- one mixer
-
-
-def _take(pred, idx: np.ndarray):
-    """A :class:`~lbmm.predict.Prediction` restricted to some of its nuclei."""
-    return replace(
-        pred,
-        Z=pred.Z[idx],
-        N=pred.N[idx],
-        labels=tuple(np.asarray(pred.labels, dtype=object)[idx].tolist()),
-        y=pred.y[:, idx],
-        mu=pred.mu[:, idx],
-        weights=pred.weights[:, idx],
-        y_obs=pred.y_obs[idx],
-        log_density=pred.log_density[:, idx],
-    )
-
-
-def _rms(pred) -> float:
-    return float(np.sqrt(np.mean((pred.mean - pred.y_obs) ** 2)))
-
-
-def mixer_metrics(posterior, pred, ds: Dataset, where: np.ndarray) -> dict[str, Any]:
-    """Table 1 and Table 2 numbers of one fit, from its prediction over ``where``.
-
-    ``pred`` holds the nuclei ``ds[where]``; train and test metrics use those of its nuclei
-    that are in the splits. rms is that of the posterior predictive mean.
-    """
-    from .predict import evaluate
-
-    pos = {int(i): j for j, i in enumerate(where.tolist())}
-    out: dict[str, Any] = {}
-    for split in ("train", "test"):
-        if split not in ds.splits:
-            continue
-        members = [pos[i] for i in ds.split_indices(split).tolist() if i in pos]
-        sub = _take(pred, np.asarray(members, dtype=np.int64))
-        sub = _take(sub, np.flatnonzero(np.isfinite(sub.y_obs)))
-        if sub.y_obs.size == 0:
-            continue
-        ev = evaluate(sub)
-        out[split] = {
-            "rms": _rms(sub),
-            "n": ev["n"],
-            "ecp": {"levels": list(ev["ecp"]), "coverage": list(ev["ecp"].values())},
-            "crps": ev["crps"],
-            "mlpd": ev["mlpd"],
-        }
-    sigma = posterior.samples("sigma")
-    out["sigma_mean"] = float(sigma.mean())
-    out["sigma_sd"] = float(sigma.std(ddof=1))
-    if sigma.ndim > 1:  # one σ_k per model (density likelihood)
-        out["sigma_k"] = dict(zip(ds.models, sigma.mean(axis=0).tolist(), strict=True))
-    # Table 2: global weights, or the mean of local weights over the training nuclei
-    if "train" in ds.splits:
-        members = [pos[i] for i in ds.split_indices("train").tolist() if i in pos]
-        w = pred.weights[:, members]
-    else:
-        w = pred.weights
-    wm = w.mean(axis=(0, 1))
-    ws = w.mean(axis=1).std(axis=0, ddof=1)
-    out["weights"] = dict(zip(ds.models, wm.tolist(), strict=True))
-    out["weights_sd"] = dict(zip(ds.models, ws.tolist(), strict=True))
-    if posterior.mixer == "bma":
-        out["bma_weights"] = {
-            meth: dict(zip(ds.models, np.asarray(ws_).tolist(), strict=True))
-            for meth, ws_ in posterior.settings["bma_weights"].items()
-        }
-    return out
 
 
 def _prediction_frame(entry, pred, ds: Dataset, where: np.ndarray) -> pd.DataFrame:
@@ -400,34 +304,19 @@ class _MixerOutcome:
     record: dict[str, Any]
 
 
-def thin(posterior, max_draws: int):
-    """The posterior with at most ``max_draws`` draws in all, every chain thinned alike
-    (``max_draws`` 0: unchanged)."""
-    post = posterior.idata.posterior
-    chains, draws = post.sizes["chain"], post.sizes["draw"]
-    if not max_draws or chains * draws <= max_draws:
-        return posterior
-    step = math.ceil(chains * draws / max_draws)
-    return replace(posterior, idata=posterior.idata.isel(draw=slice(None, None, step)))
-
-
-def _run_mixer(
-    entry, ds: Dataset, folder: Path, progress: Progress, bar: bool, max_draws: int
-) -> _MixerOutcome:
+def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None):
     from .inference import fit
-    from .mixers import get_mixer
-    from .predict import predict
 
     s = entry.sampling
     priors = {k: parse_prior(v) for k, v in entry.priors.items()} or None
-    t0 = time.perf_counter()
-    post = fit(
+    return fit(
         ds,
         entry.mixer,
         likelihood=entry.likelihood,
         priors=priors,
         num_warmup=s.num_warmup,
         num_samples=s.num_samples,
+        max_samples=s.max_samples,
         num_chains=s.num_chains,
         thinning=s.thinning,
         seed=entry.seed,
@@ -440,6 +329,46 @@ def _run_mixer(
         options=dict(entry.options),
         warn=False,
     )
+
+
+def _fold_scores(entry, ds: Dataset, folds, bar: bool, progress: Progress, max_draws: int):
+    """Fit an entry on every validation fold and score it on the held-out nuclei."""
+    from .data import apply_fold
+    from .predict import mixer_metrics, predict
+
+    out, records = {}, {}
+    for fold in folds:
+        fd = apply_fold(ds, fold)
+        t0 = time.perf_counter()
+        post = _fit_entry(entry, fd, bar)
+        nuclei = [(int(fd.Z[i]), int(fd.N[i])) for i in fold.held]
+        pred = predict(thin(post, max_draws), nuclei, seed=entry.seed + 1)
+        m = mixer_metrics(post, pred, fd, fold.held)
+        out[fold.name] = m.get("test", {})
+        d = post.diagnostics
+        records[fold.name] = {
+            "fit_s": time.perf_counter() - t0,
+            "converged": bool(d.get("converged")),
+            "rhat_max": d.get("rhat_max"),
+            "ess_bulk_min": d.get("ess_bulk_min"),
+        }
+        sc = out[fold.name]
+        progress(
+            f"  fold {fold.name} ({fold.held.size} held out): rms {sc.get('rms', 0):.3f}, "
+            f"mean |ECP - level| {sc.get('ecp_mean_abs', 0):.3f}"
+        )
+    return out, records
+
+
+def _run_mixer(
+    entry, ds: Dataset, folder: Path, progress: Progress, bar: bool, max_draws: int, folds=()
+) -> _MixerOutcome:
+    from .inference import is_converged
+    from .mixers import get_mixer
+    from .predict import mixer_metrics, predict
+
+    t0 = time.perf_counter()
+    post = _fit_entry(entry, ds, bar)
     fit_s = time.perf_counter() - t0
     rel = Path("posterior") / f"{entry.key}.nc"
     post.save(folder / rel)
@@ -453,7 +382,8 @@ def _run_mixer(
     predict_s = time.perf_counter() - t1
     metrics = mixer_metrics(used, pred, ds, where)
     metrics.update(mixer=entry.mixer, label=entry.label, likelihood=entry.likelihood,
-                   corrected=entry.corrected, local=get_mixer(entry.mixer).local)  # fmt: skip
+                   corrected=entry.corrected, local=get_mixer(entry.mixer).local,
+                   noise=post.options.get("noise"))  # fmt: skip
     diag = dict(post.diagnostics)
     record = {
         "mixer": entry.mixer,
@@ -466,20 +396,71 @@ def _run_mixer(
         "predict_s": predict_s,
         "predict_draws": int(pred.y.shape[0]),
         "diagnostics": diag,
-        "converged": _converged(diag),
+        "converged": is_converged(diag),
     }
+    if folds:
+        t2 = time.perf_counter()
+        metrics["folds"], record["folds"] = _fold_scores(entry, ds, folds, bar, progress, max_draws)
+        record["folds_s"] = time.perf_counter() - t2
     weights = _weights_frame(entry, pred) if metrics["local"] else None
     return _MixerOutcome(metrics, _prediction_frame(entry, pred, ds, where), weights, record)
 
 
-def _converged(diag: Mapping[str, Any]) -> bool:
-    """Max R-hat <= 1.01 and min bulk ESS >= 400 (divergences are reported apart)."""
-    from .inference import ESS_MIN, RHAT_MAX
+def _describe(entry) -> str:
+    if entry.mixer == "bma":
+        return "closed form"
+    s = entry.sampling
+    text = f"{s.num_chains} chains × ({s.num_warmup} warm-up + {s.num_samples} draws"
+    if s.max_samples:
+        text += f", up to {s.max_samples} until converged"
+    return text + (f", every {s.thinning}th kept)" if s.thinning > 1 else ")")
 
-    if diag.get("sampler") == "exact":
-        return True
-    rhat, ess = diag.get("rhat_max"), diag.get("ess_bulk_min")
-    return bool(rhat is not None and ess is not None and rhat <= RHAT_MAX and ess >= ESS_MIN)
+
+def _outcome_text(entry, record: Mapping[str, Any]) -> str:
+    from .mixers import get_mixer
+
+    d = record["diagnostics"]
+    text = f"fit {record['fit_s']:.1f} s, predict {record['predict_s']:.1f} s"
+    if d.get("sampler") == "closed form":
+        return text + "; closed form"
+    samp = d.get("sampling", {})
+    text += (
+        f"; {samp.get('draws_per_chain')} draws per chain; R-hat max {d['rhat_max']:.4f}, "
+        f"min bulk ESS {d['ess_bulk_min']:.0f}, divergences {d.get('divergences', 0)}"
+    )
+    if not record["converged"]:
+        hint = get_mixer(entry.mixer).hint(entry.likelihood) or (
+            "raise sampling.max_samples (draws per chain until the bars hold) or num_warmup"
+        )
+        text += f"  [NOT CONVERGED: {'; '.join(d.get('problems', []))}]\n  advice: {hint}"
+    return text
+
+
+def _check_entries(st: Study, ds: Dataset) -> None:
+    """Every entry's options and priors against its mixer and the data, before any
+    sampling: a bad value in the last entry must not cost the fits of the first ones."""
+    from .data.errors import OptionError
+    from .inference import check_priors
+    from .mixers import get_mixer
+
+    train = ds.split("train", require_observed=True)
+    for entry in st.mixers:
+        spec = get_mixer(entry.mixer)
+        try:
+            opts = (spec.resolve_options(train, dict(entry.options), entry.likelihood)
+                    if spec.model is not None else {})  # fmt: skip
+            check_priors(spec, {k: None for k in entry.priors}, opts)
+        except OptionError as err:
+            raise OptionError(f"study {st.source}: mixer entry {entry.key!r}: {err}") from err
+
+
+def _study_folds(st: Study, ds: Dataset):
+    from .data import make_folds
+
+    folds = []
+    for kind in st.validation.folds:
+        folds.extend(make_folds(ds, kind))
+    return folds
 
 
 def _model_metrics(ds: Dataset) -> dict[str, Any]:
@@ -610,6 +591,7 @@ def run_study(
     started, t_start = _now(), time.perf_counter()
     cache = enable_compilation_cache(cache_dir)
     ds = build_dataset(st, data_dir)
+    _check_entries(st, ds)
     say(f"{ds.summary()}")
     corrected = None
     t_corr = 0.0
@@ -627,23 +609,16 @@ def run_study(
         if corrected is not None:
             metrics["models"]["corrected"] = _model_metrics(corrected)
         records, frames, wframes = {}, [], []
+        folds = _study_folds(st, ds)
         for i, entry in enumerate(st.mixers, 1):
             data = corrected if entry.corrected else ds
-            s = entry.sampling
-            run_desc = (
-                "closed form"
-                if entry.mixer == "bma"
-                else f"{s.num_chains} chains × ({s.num_warmup} warm-up + {s.num_samples} draws"
-                + (f", every {s.thinning}th kept)" if s.thinning > 1 else ")")
-            )
-            say(f"[{i}/{len(st.mixers)}] {entry.label} ({entry.key}): {run_desc}; "
+            say(f"[{i}/{len(st.mixers)}] {entry.label} ({entry.key}): {_describe(entry)}; "
                 f"elapsed {time.perf_counter() - t_start:.0f} s")  # fmt: skip
-            out = _run_mixer(entry, data, tmp, say, progress_bar, st.predict.max_draws)
-            d = out.record["diagnostics"]
-            say(f"  done: fit {out.record['fit_s']:.1f} s, predict {out.record['predict_s']:.1f}"
-                f" s; R-hat max {d['rhat_max']:.4f}, min bulk ESS {d['ess_bulk_min']:.0f}, "
-                f"divergences {d.get('divergences', 0)}"
-                + ("" if out.record["converged"] else "  [NOT CONVERGED]"))  # fmt: skip
+            # corrections are fitted to every training nucleus: no honest fold for them
+            entry_folds = () if entry.corrected else folds
+            out = _run_mixer(entry, data, tmp, say, progress_bar, st.predict.max_draws,
+                             entry_folds)  # fmt: skip
+            say("  done: " + _outcome_text(entry, out.record))
             metrics["mixers"][entry.key] = out.metrics
             records[entry.key] = out.record
             frames.append(out.predictions)
@@ -655,11 +630,10 @@ def run_study(
         pd.concat(frames, ignore_index=True).to_csv(tmp / "predictions.csv", index=False)
         if wframes:
             pd.concat(wframes, ignore_index=True).to_csv(tmp / "weights.csv", index=False)
-        _write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "metrics.json", metrics)
         (tmp / "study.toml").write_text(st.to_toml(), "utf-8")
         if cache.get("used"):
             cache["entries_after"] = _count_entries(Path(cache["dir"]))
-        files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {
             "format": RUN_FORMAT,
             "format_version": RUN_FORMAT_VERSION,
@@ -679,13 +653,13 @@ def run_study(
             "git": _git_commit(),
             "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
             "jax_compilation_cache": cache,
-            "files": {
-                p.relative_to(tmp).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size}
-                for p in files
+            "validation_folds": {
+                f.name: {"kind": f.kind, "held_out": int(f.held.size)} for f in folds
             },
+            "files": file_records(tmp),
         }
-        _write_json(tmp / "manifest.json", manifest)
-        if report:
+        write_json(tmp / "manifest.json", manifest)
+        if report:  # the report refreshes the manifest's file list: every file is hashed
             from .report import build_report
 
             t0 = time.perf_counter()
@@ -698,150 +672,3 @@ def run_study(
         raise
     say(f"run folder: {target} ({time.perf_counter() - t_start:.0f} s in all)")
     return load_run(target)
-
-
-# ---------------------------------------------------------------------- reading runs
-
-
-def check_run(path: str | Path, *, verify_hashes: bool = True) -> dict[str, Any]:
-    """Check that a folder is a complete lbmm run and return its manifest.
-
-    Every file the manifest lists must be there, with its size and (``verify_hashes``)
-    sha256.
-
-    Raises
-    ------
-    RunError
-        Saying what is missing or wrong.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise RunError(f"{path} is not a folder")
-    mpath = path / "manifest.json"
-    if not mpath.is_file():
-        raise RunError(
-            f"{path} is not a complete lbmm run: it has no manifest.json (was the run "
-            "interrupted, or is this another folder?)"
-        )
-    try:
-        manifest = json.loads(mpath.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunError(f"{mpath} is not readable JSON: {err}") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
-        raise RunError(f'{mpath} is not an lbmm run manifest (no "format": "{RUN_FORMAT}")')
-    if manifest.get("format_version") != RUN_FORMAT_VERSION:
-        raise RunError(
-            f"{mpath}: run format version {manifest.get('format_version')!r}; this lbmm reads "
-            f"version {RUN_FORMAT_VERSION}"
-        )
-    if manifest.get("complete") is not True:
-        raise RunError(f"{path} is an incomplete run (manifest says complete = false)")
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise RunError(f"{mpath} lists no files")
-    for rel in (*RESULT_FILES, *(r["posterior"] for r in manifest.get("mixers", {}).values())):
-        if rel not in files:
-            raise RunError(f"{mpath} does not list {rel}: not a complete run")
-    for rel, info in files.items():
-        f = path / rel
-        if not f.is_file():
-            raise RunError(f"incomplete run {path}: {rel} (listed in manifest.json) is missing")
-        if f.stat().st_size != info.get("bytes"):
-            raise RunError(f"run {path}: {rel} changed since the run (size differs)")
-        if verify_hashes and sha256(f) != info.get("sha256"):
-            raise RunError(f"run {path}: {rel} changed since the run (sha256 differs)")
-    return manifest
-
-
-@dataclass(frozen=True)
-class Run:
-    """A finished run folder (see the module docstring for its files).
-
-    Attributes
-    ----------
-    path
-        The folder.
-    manifest
-        ``manifest.json`` as a dict.
-    """
-
-    path: Path
-    manifest: Mapping[str, Any]
-
-    @property
-    def study(self) -> Study:
-        """The study as run (every default explicit)."""
-        return study_from_dict(self.manifest["study"], source=str(self.path / "study.toml"))
-
-    @property
-    def keys(self) -> list[str]:
-        """Mixer entries in run order."""
-        return list(self.manifest["mixers"])
-
-    def posterior(self, key: str):
-        """The stored :class:`~lbmm.inference.Posterior` of one mixer entry."""
-        from .inference import Posterior
-
-        if key not in self.manifest["mixers"]:
-            raise RunError(f"run {self.path} has no mixer {key!r}; mixers: {self.keys}")
-        return Posterior.load(self.path / self.manifest["mixers"][key]["posterior"])
-
-    def metrics(self) -> dict[str, Any]:
-        """``metrics.json``."""
-        return json.loads((self.path / "metrics.json").read_text("utf-8"))
-
-    def predictions(self) -> pd.DataFrame:
-        """``predictions.csv``: one row per nucleus of the prediction domain and mixer."""
-        return pd.read_csv(self.path / "predictions.csv")
-
-    def weights(self) -> pd.DataFrame | None:
-        """``weights.csv`` (local mixers' weights per nucleus), or None without local mixers."""
-        p = self.path / "weights.csv"
-        return pd.read_csv(p) if p.is_file() else None
-
-    def dataset_frame(self, corrected: bool = False) -> pd.DataFrame:
-        """``dataset.csv`` (or ``dataset_corrected.csv``)."""
-        name = "dataset_corrected.csv" if corrected else "dataset.csv"
-        return pd.read_csv(self.path / name)
-
-    def predict(
-        self,
-        nuclei: Iterable[tuple[int, int] | str],
-        mixers: Iterable[str] | None = None,
-        *,
-        seed: int | None = None,
-    ) -> pd.DataFrame:
-        """Predictions at some nuclei from the stored posteriors (no sampling).
-
-        Parameters
-        ----------
-        nuclei
-            (Z, N) pairs or labels such as ``"132Sn"``; each must be in the run's dataset
-            (the models' predictions are needed there).
-        mixers
-            Mixer keys; default all.
-        seed
-            Seed of the predictive draws; default each entry's seed + 1 (as in the run).
-
-        Returns
-        -------
-        DataFrame
-            One row per mixer and nucleus: mean, median, sd, 68/95 % intervals, P(y > 0).
-        """
-        from .predict import predict
-
-        nuclei = list(nuclei)
-        frames = []
-        for key in mixers or self.keys:
-            post = self.posterior(key)
-            s = seed if seed is not None else int(self.manifest["mixers"][key]["seed"]) + 1
-            df = predict(post, nuclei, seed=s).summary(levels=INTERVAL_LEVELS)
-            df.insert(0, "mixer", key)
-            frames.append(df)
-        return pd.concat(frames, ignore_index=True)
-
-
-def load_run(path: str | Path, *, verify_hashes: bool = True) -> Run:
-    """Open a run folder after checking it against its manifest (:func:`check_run`)."""
-    path = Path(path)
-    return Run(path, check_run(path, verify_hashes=verify_hashes))

@@ -137,6 +137,35 @@ def ecp_figure(metrics: Mapping[str, Any], path: Path, labels=None) -> Path:
     return _save(fig, path)
 
 
+def pit_figure(metrics: Mapping[str, Any], path: Path) -> Path:
+    """PIT histograms on the test split, one panel per mixer, with the uniform law and its
+    95 % binomial band (a calibrated predictor's bars fall inside it 95 % of the time)."""
+    from scipy import stats
+
+    items = [(v.get("label", k), np.asarray(v["test"]["pit"], dtype=float))
+             for k, v in metrics.get("mixers", {}).items()
+             if v.get("test", {}).get("pit")]  # fmt: skip
+    cols = min(3, max(len(items), 1))
+    rows = max(1, math.ceil(len(items) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    bins = 10
+    for ax, (label, u) in zip(axes.ravel(), items, strict=False):
+        n = u.size
+        lo, hi = stats.binom.ppf([0.025, 0.975], n, 1 / bins) / n * bins
+        ax.axhspan(lo, hi, color="0.85", lw=0)
+        ax.axhline(1.0, color="k", ls="--", lw=1)
+        ax.hist(u, bins=bins, range=(0, 1), density=True, color="tab:blue", alpha=0.8)
+        p = stats.kstest(u, "uniform").pvalue if n else float("nan")
+        ax.set_title(f"{label} (n={n}, KS p={p:.2f})", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("PIT", fontsize=8)
+    for ax in axes.ravel()[len(items) :]:
+        ax.axis("off")
+    fig.suptitle("Probability integral transform on the test split", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def global_weights_figure(table2: pd.DataFrame, models: Sequence[str], path: Path,
                           labels=None) -> Path:  # fmt: skip
     """Table 2 as grouped bars: one group per model, one bar per mixer row."""
@@ -293,10 +322,14 @@ def existence_figure(pred: pd.DataFrame, keys_labels: Sequence[tuple[str, str]],
 def hyperparameters(posterior, limit: int = MAX_TRACE_PANELS) -> dict[str, np.ndarray]:
     """Scalar series (chain, draw) of the hyperparameters of a posterior: every float variable
     without a nucleus or basis dimension and with at most 3p elements, flattened (σ first,
-    then the other scalars, then vectors, weights last), at most ``limit`` of them."""
+    then the other scalars, then vectors, weights last), at most ``limit`` of them. The
+    latent blocks (non-centred auxiliaries, GP coefficients) are left out: they are not
+    identified one by one, while the weights they make are."""
+    from ..inference import LATENT_SITES
+
     post = posterior.idata.posterior
     p = len(posterior.models)
-    names = [v for v in post.data_vars if post[v].dtype.kind == "f"]
+    names = [v for v in post.data_vars if post[v].dtype.kind == "f" and v not in LATENT_SITES]
     # sigma, then the other scalars (GP length scales...), then vectors; weights last
     names.sort(key=lambda v: (v != "sigma", post[v].ndim > 2, v == "weights"))
     out: dict[str, np.ndarray] = {}
@@ -402,6 +435,11 @@ def make_figures(run, folder: Path, table2: pd.DataFrame) -> list[FigureInfo]:
         "models as Gaussians N(f_k, σ_k²) with σ_k their train rms (dotted), and the mixers "
         "(solid; dash-dotted: corrected models). The dashed diagonal is perfect calibration "
         "(the paper's Fig. 3).")  # fmt: skip
+    pit_figure(metrics, folder / "pit.png")
+    add("pit.png", "Calibration", "PIT histograms",
+        "Share of predictive draws below each test observation (PIT), per mixer: flat for a "
+        "calibrated predictor. Grey: the 95 % band of a bar under uniform PITs. A U shape "
+        "means intervals too narrow; a hump, too wide; a slope, a biased mean.")  # fmt: skip
     global_weights_figure(table2, models, folder / "weights_global.png", labels)
     add("weights_global.png", "Weights", "Model weights",
         "Table 2 as bars: BMA weights from the exact, Monte Carlo and Laplace evidences, "
@@ -462,7 +500,7 @@ def make_figures(run, folder: Path, table2: pd.DataFrame) -> list[FigureInfo]:
         "against two-neutron emission).")  # fmt: skip
 
     for key, rec in man["mixers"].items():
-        if rec["diagnostics"].get("sampler") == "exact":
+        if rec["diagnostics"].get("sampler") in ("closed form", "exact"):
             continue
         series = hyperparameters(run.posterior(key))
         if not series:
