@@ -226,28 +226,32 @@ def test_an_error_during_the_run_leaves_nothing(tmp_path, monkeypatch, cache_dir
 def test_ctrl_c_during_sampling_leaves_no_folder(tmp_path):
     """A real SIGINT to ``lbmm run`` while the second mixer samples.
 
-    The second mixer is asked for 10⁶ draws per chain: it cannot finish, so the run ends only
+    The second mixer (GBMM+L) is asked for 10⁶ draws: it cannot finish, so the run ends only
     if the SIGINT stops it (NUTS runs in chunks that return to Python about twice a second).
     The signal is sent once BMA's posterior is written; the generous 120 s limit only
     bounds a hung test, the run is expected to stop within a few seconds.
     """
     study = tmp_path / "s.toml"
-    raw = tiny_study(sampling={"num_chains": 1, "num_warmup": 20, "num_samples": 1_000_000})
+    raw = tiny_study()
+    raw["mixers"][1]["sampling"] = {"num_chains": 1, "num_warmup": 20, "num_samples": 1_000_000}
     from lbmm.study import dumps_toml
 
     study.write_text(dumps_toml(raw))
     out = tmp_path / "runs" / "s"
     env = {**os.environ, "LBMM_CACHE_DIR": "off"}
+    # `lbmm run` as from a terminal, where Ctrl-C raises KeyboardInterrupt: a test runner
+    # started in the background may ignore SIGINT, and an ignored signal stays ignored in its
+    # children, so the child restores Python's handler before it starts the CLI
+    argv = ["lbmm", "run", str(study), "--out", str(out), "--no-report"]
+    code = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+            f" sys.argv = {argv!r}; runpy.run_module('lbmm.cli', run_name='__main__')")  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lbmm.cli", "run", str(study), "--out", str(out), "--no-report"],
+        [sys.executable, "-c", code],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # as in a terminal: a parent started in the background may ignore SIGINT, and an
-        # ignored signal stays ignored across exec
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 600

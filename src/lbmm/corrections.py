@@ -90,8 +90,9 @@ def se_kernel(
         The (n1, n2) covariance matrix.
     """
     rho = np.array([rho_z, rho_n], dtype=np.float64)
-    return np.asarray(kernels.se_kernel(np.asarray(x1, np.float64), np.asarray(x2, np.float64),
-                                        rho, amplitude**2))  # fmt: skip
+    k = kernels.se_kernel(np.asarray(x1, np.float64), np.asarray(x2, np.float64), rho,
+                          amplitude**2)  # fmt: skip
+    return np.array(k)  # a writable copy (callers add noise to the diagonal in place)
 
 
 def _nlml(theta: jax.Array, x: jax.Array, r: jax.Array) -> jax.Array:
