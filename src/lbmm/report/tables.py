@@ -132,8 +132,8 @@ def diagnostics_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
 
 #: The calibration scores of a test split or fold, as (metrics key, column name).
 CALIBRATION_SCORES = (
-    ("n", "n"), ("rms", "rms"), ("ecp_mean_abs", "mean |ECP−level|"),
-    ("ecp_max_abs", "max |ECP−level|"), ("pit_ks_p", "PIT KS p"), ("pit_sd", "PIT sd"),
+    ("n", "n"), ("rms", "rms"), ("ecp_mean_abs", "mean abs(ECP−level)"),
+    ("ecp_max_abs", "max abs(ECP−level)"), ("pit_ks_p", "PIT KS p"), ("pit_sd", "PIT sd"),
     ("outside_95", "outside 95 %"), ("interval_score_95", "IS 95 %"), ("crps", "CRPS"),
     ("mlpd", "mlpd"),
 )  # fmt: skip
@@ -156,7 +156,7 @@ def calibration_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-CALIBRATION_DIGITS = {"n": 0, "rms": 3, "mean |ECP−level|": 3, "max |ECP−level|": 3,
+CALIBRATION_DIGITS = {"n": 0, "rms": 3, "mean abs(ECP−level)": 3, "max abs(ECP−level)": 3,
                       "PIT KS p": 3, "PIT sd": 3, "outside 95 %": 2, "IS 95 %": 2, "CRPS": 3,
                       "mlpd": 2}  # fmt: skip
 
