@@ -16,11 +16,12 @@ PAPER_TRAIN_RMS = {
     "SKMS": 1.19, "SKP": 0.84, "SLY4": 0.99, "SV": 0.77, "UNEDF0": 0.77,
     "UNEDF1": 0.75, "UNEDF2": 0.85, "FRDM12": 0.48, "HFB24": 0.42,
 }  # fmt: skip
-# Test rms that this recipe gives (the paper's Test column is 1.14, 0.74, 0.81, 0.63, 0.63,
-# 0.50, 0.67, 0.45, 0.40; our AME2020 test set reproduces the counts, not every digit).
-EXPECTED_TEST_RMS = {
-    "SKMS": 1.10, "SKP": 0.72, "SLY4": 0.79, "SV": 0.60, "UNEDF0": 0.63,
-    "UNEDF1": 0.50, "UNEDF2": 0.66, "FRDM12": 0.46, "HFB24": 0.39,
+# The same Table 1, "Uncorrected models, Test" column (MeV). The paper's test set is what
+# AME2020 added; ours has its counts (59), and its values come from the evaluation files we
+# have, so the digits can differ a little: within 0.05 MeV.
+PAPER_TEST_RMS = {
+    "SKMS": 1.14, "SKP": 0.74, "SLY4": 0.81, "SV": 0.63, "UNEDF0": 0.63,
+    "UNEDF1": 0.50, "UNEDF2": 0.67, "FRDM12": 0.45, "HFB24": 0.40,
 }  # fmt: skip
 
 
@@ -54,8 +55,20 @@ def test_kejzlar2023_rms_matches_table1(kejzlar):
     for m, paper in PAPER_TRAIN_RMS.items():
         assert abs(train[m] - paper) <= 0.01, (m, train[m], paper)
     test = kejzlar.rms("test")
-    for m, expected in EXPECTED_TEST_RMS.items():
-        assert abs(test[m] - expected) <= 0.01, (m, test[m], expected)
+    for m, paper in PAPER_TEST_RMS.items():
+        assert abs(test[m] - paper) <= 0.05, (m, test[m], paper)
+
+
+def test_kejzlar2023_model_s2n_by_hand(kejzlar, massexplorer_dir):
+    """Each model's S2n at the test nuclei, by hand from its MassExplorer CSV (pandas, not
+    lbmm's reader): S2n(Z, N) = BE(Z, N) − BE(Z, N − 2)."""
+    import pandas as pd
+
+    te = kejzlar.split("test")
+    for j, m in enumerate(kejzlar.models):
+        be = pd.read_csv(massexplorer_dir / f"{m}.csv").set_index(["Z", "N"])["BE"]
+        s2n = [be[(z, n)] - be[(z, n - 2)] for z, n in zip(te.Z, te.N, strict=True)]
+        np.testing.assert_allclose(te.F[:, j], s2n, atol=1e-9, err_msg=m)
 
 
 def test_kejzlar2023_splits_obey_rules(kejzlar):
