@@ -373,3 +373,24 @@ def test_thin_keeps_every_chain_alike(run):
     assert t.idata.posterior.sizes["chain"] == 2
     assert t.idata.posterior.sizes["draw"] == 10  # every 3rd of 30: 20 in all, <= 25
     np.testing.assert_array_equal(t.samples("sigma")[:10], post.samples("sigma")[:30:3])
+
+
+def test_validation_folds_are_fitted_and_scored(tmp_path, cache_dir):
+    """``[validation] folds``: each entry is fitted on the fold's training nuclei and scored
+    on what it holds out (BMA too, without its held-out evidence); the scores reach
+    metrics.json, the manifest and the calibration table."""
+    from lbmm.data import make_folds
+    from lbmm.report.tables import calibration_table
+
+    raw = tiny_study(mixers=("linear",), validation={"folds": ["neutron_rich"]})
+    r = run_study(study_from_dict(raw), output=tmp_path / "f", cache_dir=cache_dir, report=False)
+    ds = lbmm.load_dataset("default").select_models(MODELS)
+    (fold,) = make_folds(ds, "neutron_rich")
+    sc = r.metrics()["mixers"]["linear"]["folds"]["neutron_rich"]
+    assert sc["n"] == fold.held.size
+    assert sorted(sc["nuclei"]) == sorted(np.asarray(ds.labels)[fold.held].tolist())
+    assert 0 <= sc["pit_ks_p"] <= 1 and len(sc["pit"]) == fold.held.size
+    assert r.manifest["validation_folds"]["neutron_rich"]["held_out"] == fold.held.size
+    assert "test" in r.metrics()["mixers"]["linear"]  # the test split is scored as before
+    tc = calibration_table(r.metrics())
+    assert list(tc["scored on"]) == ["test", "neutron_rich"]

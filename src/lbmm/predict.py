@@ -440,12 +440,12 @@ def mixer_metrics(posterior: Posterior, pred: Prediction, ds: Dataset, where) ->
     out["sigma_sd"] = float(sigma.std(ddof=1))
     if sigma.ndim > 1:  # one σ_k per model (density likelihood)
         out["sigma_k"] = dict(zip(ds.models, sigma.mean(axis=0).tolist(), strict=True))
-    # Table 2: global weights, or the mean of local weights over the training nuclei
+    # Table 2: global weights, or the mean of local weights over the training nuclei (over
+    # the predicted nuclei where none of them was predicted, as for a fold's held-out set)
+    members = []
     if "train" in ds.splits:
         members = [pos[i] for i in ds.split_indices("train").tolist() if i in pos]
-        w = pred.weights[:, members]
-    else:
-        w = pred.weights
+    w = pred.weights[:, members] if members else pred.weights
     wm = w.mean(axis=(0, 1))
     ws = w.mean(axis=1).std(axis=0, ddof=1)
     out["weights"] = dict(zip(ds.models, wm.tolist(), strict=True))
