@@ -436,7 +436,7 @@ def make_figures(run, folder: Path, table2: pd.DataFrame) -> list[FigureInfo]:
         "(solid; dash-dotted: corrected models). The dashed diagonal is perfect calibration "
         "(the paper's Fig. 3).")  # fmt: skip
     pit_figure(metrics, folder / "pit.png")
-    add("pit.png", "Calibration", "PIT histograms",
+    add("pit.png", "Coverage", "PIT histograms",
         "Share of predictive draws below each test observation (PIT), per mixer: flat for a "
         "calibrated predictor. Grey: the 95 % band of a bar under uniform PITs. A U shape "
         "means intervals too narrow; a hump, too wide; a slope, a biased mean.")  # fmt: skip
