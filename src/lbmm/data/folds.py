@@ -23,7 +23,6 @@ held-out ones, so every fit and metric runs on a fold unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,8 +137,3 @@ def apply_fold(ds: Dataset, fold: Fold) -> Dataset:
     for name in set(ds.splits) - {"train", "test", "domain"}:
         out = out.with_split(name, np.setdiff1d(ds.split_indices(name), fold.held))
     return out
-
-
-def fold_names(folds: Sequence[Fold]) -> list[str]:
-    """The names of some folds, in order."""
-    return [f.name for f in folds]
