@@ -162,3 +162,24 @@ def test_spread_noise_is_calibrated_where_the_models_part():
         ks[noise] = evaluate(predict(post, "test", seed=1))["pit_ks_p"]
     assert ks["constant"] < 0.01, ks
     assert ks["spread"] >= 0.05, ks
+
+
+def test_gp_noise_can_be_masked_and_simulated():
+    """NumPyro's ``mask`` handler (used by its Predictive and by likelihood masking) calls
+    ``Distribution.mask``: the Vecchia law must not hide that method behind its neighbour
+    mask (it did, and prior predictive simulation of ``noise="gp"`` failed)."""
+    from numpyro.distributions.distribution import MaskedDistribution
+    from numpyro.infer import Predictive
+
+    xj = jnp.asarray(X)
+    nb, mask = vecchia_neighbors(X, 4)
+
+    def model(y=None):
+        observe(jnp.zeros(N), 0.0, y, x=xj, noise="gp", priors=None, noise_nb=nb,
+                noise_mask=mask)  # fmt: skip
+
+    with handlers.mask(mask=False):
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(y=jnp.ones(N))
+    assert isinstance(tr["y"]["fn"], MaskedDistribution)
+    y = Predictive(model, num_samples=3)(jax.random.PRNGKey(0))["y"]
+    assert y.shape == (3, N) and bool(jnp.all(jnp.isfinite(y)))

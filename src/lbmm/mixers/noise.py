@@ -213,7 +213,7 @@ class VecchiaNormal(dist.Distribution):
 
     def __init__(self, loc, var_diag, tau, rho, x, nb, mask, *, validate_args=None):
         self.loc, self.var_diag, self.tau, self.rho = loc, var_diag, tau, rho
-        self.x, self.nb, self.mask = x, jnp.asarray(nb), jnp.asarray(mask)
+        self.x, self.nb, self.nb_mask = x, jnp.asarray(nb), jnp.asarray(mask)
         try:  # the sampling order needs concrete inputs; under a trace only log_prob is used
             self._order = np.lexsort(np.asarray(x).T[::-1])
         except jax.errors.TracerArrayConversionError:
@@ -222,13 +222,13 @@ class VecchiaNormal(dist.Distribution):
                          validate_args=validate_args)  # fmt: skip
 
     def _bv(self):
-        return _conditionals(self.x, self.nb, self.mask, self.var_diag, self.tau, self.rho)
+        return _conditionals(self.x, self.nb, self.nb_mask, self.var_diag, self.tau, self.rho)
 
     def pointwise_log_prob(self, value):
         """log p(e_i | e_nb(i)) per coordinate; they sum to :meth:`log_prob`."""
         b, v = self._bv()
         e = value - self.loc
-        mean = jnp.sum(b * e[..., self.nb] * self.mask, axis=-1)
+        mean = jnp.sum(b * e[..., self.nb] * self.nb_mask, axis=-1)
         return dist.Normal(mean, jnp.sqrt(v)).log_prob(e)
 
     def log_prob(self, value):
@@ -242,7 +242,7 @@ class VecchiaNormal(dist.Distribution):
         z = jax.random.normal(key, (*sample_shape, n))
 
         def step(e, i):
-            mean = jnp.sum(b[i] * e[..., self.nb[i]] * self.mask[i], axis=-1)
+            mean = jnp.sum(b[i] * e[..., self.nb[i]] * self.nb_mask[i], axis=-1)
             return e.at[..., i].set(mean + jnp.sqrt(v[i]) * z[..., i]), None
 
         e0 = jnp.zeros((*sample_shape, n))
