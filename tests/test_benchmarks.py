@@ -56,7 +56,7 @@ def smoke(massexplorer_dir, tmp_path_factory) -> dict:
 
 
 def test_smoke_mixers_and_fields(smoke):
-    assert list(smoke["lbmm"]) == ["linear", "dirichlet", "glm_dirichlet"]
+    assert list(smoke["lbmm"]) == ["linear", "glm_dirichlet"]
     for mixer, r in smoke["lbmm"].items():
         assert r["num_chains"] == 1 and r["num_warmup"] == 20 and r["num_samples"] == 20
         for k in LBMM_FIELDS:

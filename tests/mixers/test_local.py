@@ -68,8 +68,12 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("likelihood", ["mean", "density"])
-@pytest.mark.parametrize(("mixer", "options"), CASES)
+# Every case with the mean likelihood; the density likelihood (the same weights, another
+# observation site) once per way of computing log α: GLD, HSGP and the exact GP.
+CONFORMANCE = [(*c, "mean") for c in CASES] + [(*CASES[i], "density") for i in (0, 2, 4)]
+
+
+@pytest.mark.parametrize(("mixer", "options", "likelihood"), CONFORMANCE)
 def test_conformance(mixer, options, likelihood):
     Z, N, F, y, _ = _toy()
     ds = _dataset(Z, N, F, y)
