@@ -3,7 +3,7 @@
 ``fit`` (:mod:`.fit`) is the one entry point; :mod:`.nuts` drives NumPyro's NUTS kernel chunk
 by chunk (interruptible, with progress, adaptive length); :mod:`.diagnostics` holds the
 convergence bars and the diagnostics as data; :mod:`.posterior` the result and its NetCDF
-round trip.
+round trip; :mod:`.sbc` simulation-based calibration of every mixer.
 """
 
 from .diagnostics import (
@@ -26,6 +26,7 @@ from .fit import (
     map_init,
 )
 from .posterior import DIMS, LATENT_SITES, Posterior, make_idata
+from .sbc import sbc, sbc_design, sbc_ranks, sbc_uniformity
 
 __all__ = [
     "CHAIN_METHODS",
@@ -46,5 +47,9 @@ __all__ = [
     "is_converged",
     "make_idata",
     "map_init",
+    "sbc",
+    "sbc_design",
+    "sbc_ranks",
+    "sbc_uniformity",
     "summarize_draws",
 ]
