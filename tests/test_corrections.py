@@ -228,31 +228,34 @@ def test_kejzlar2023_corrected_test_rms(massexplorer_dir) -> None:
 
 
 def test_bad_input(synthetic: Dataset, synthetic_fit: Corrections) -> None:
-    with pytest.raises(ValueError, match="no split 'fit'"):
+    """User errors are InputErrors (the command line shows them as one line)."""
+    from lbmm.data.errors import DataError, OptionError
+
+    with pytest.raises(DataError, match="no split 'fit'"):
         fit_corrections(synthetic, "fit")
     with pytest.raises(TypeError, match="Dataset"):
         fit_corrections(synthetic.F)
     train = synthetic.split_indices("train")
     y = synthetic.y.copy()
     y[train[4]] = np.nan
-    with pytest.raises(ValueError, match="without an observed value"):
+    with pytest.raises(DataError, match="without an observed value"):
         fit_corrections(dataclasses.replace(synthetic, y=y))
     F = synthetic.F.copy()
     F[train[2], 1] = np.nan
-    with pytest.raises(ValueError, match="model 'B' gives no value"):
+    with pytest.raises(DataError, match="model 'B' gives no value"):
         fit_corrections(dataclasses.replace(synthetic, F=F))
-    with pytest.raises(ValueError, match="unknown model 'C'"):
+    with pytest.raises(DataError, match="unknown model 'C'"):
         fit_corrections(synthetic, models=["C"])
-    with pytest.raises(ValueError, match="n_restarts"):
+    with pytest.raises(OptionError, match="n_restarts"):
         fit_corrections(synthetic, n_restarts=-1)
-    with pytest.raises(ValueError, match="noise must lie"):
+    with pytest.raises(OptionError, match="noise must lie"):
         fit_corrections(synthetic, noise=0.0)
-    with pytest.raises(ValueError, match="at least 3"):
+    with pytest.raises(DataError, match="at least 3"):
         fit_corrections(synthetic.with_split("tiny", train[:2]), "tiny")
-    with pytest.raises(ValueError, match="fitted to 'S2n'"):
+    with pytest.raises(DataError, match="fitted to 'S2n'"):
         synthetic_fit.delta(dataclasses.replace(synthetic, observable="BE"))
     renamed = dataclasses.replace(synthetic, models=("A", "Z"))
-    with pytest.raises(ValueError, match="no correction for model 'Z'"):
+    with pytest.raises(DataError, match="no correction for model 'Z'"):
         synthetic_fit.apply(renamed)
 
 

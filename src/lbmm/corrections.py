@@ -40,6 +40,7 @@ import scipy.optimize
 
 from .data import Dataset
 from .data.elements import label
+from .data.errors import DataError, OptionError
 from .mixers import kernels
 
 __all__ = [
@@ -303,7 +304,7 @@ class Corrections:
             For a model name not among :attr:`models`.
         """
         if model not in self.models:
-            raise ValueError(f"no correction for model {model!r}; models: {list(self.models)}")
+            raise OptionError(f"no correction for model {model!r}; models: {list(self.models)}")
         return self.hyperparameters[self.models.index(model)]
 
     def to_frame(self) -> pd.DataFrame:
@@ -352,13 +353,13 @@ class Corrections:
         if not isinstance(dataset, Dataset):
             raise TypeError(f"expected an lbmm.data.Dataset, got {type(dataset).__name__}")
         if dataset.observable != self.observable:
-            raise ValueError(
+            raise DataError(
                 f"corrections were fitted to {self.observable!r} residuals; dataset "
                 f"{dataset.name!r} holds {dataset.observable!r}"
             )
         missing = [m for m in dataset.models if m not in self.models]
         if missing:
-            raise ValueError(
+            raise DataError(
                 f"dataset {dataset.name!r}: no correction for model {missing[0]!r}; "
                 f"corrected models: {list(self.models)}"
             )
@@ -560,25 +561,25 @@ def fit_corrections(
     if not isinstance(dataset, Dataset):
         raise TypeError(f"expected an lbmm.data.Dataset, got {type(dataset).__name__}")
     if split not in dataset.splits:
-        raise ValueError(
+        raise DataError(
             f"dataset {dataset.name!r} has no split {split!r}; splits: {sorted(dataset.splits)}"
         )
     if int(n_restarts) != n_restarts or n_restarts < 0:
-        raise ValueError(f"n_restarts must be a non-negative integer, got {n_restarts!r}")
+        raise OptionError(f"n_restarts must be a non-negative integer, got {n_restarts!r}")
     names = tuple(dataset.models if models is None else models)
     unknown = [m for m in names if m not in dataset.models]
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"dataset {dataset.name!r}: unknown model {unknown[0]!r}; "
             f"models: {list(dataset.models)}"
         )
     if not names:
-        raise ValueError("no models to correct")
+        raise DataError("no models to correct")
     if noise is not None and not BOUNDS["noise"][0] <= noise <= BOUNDS["noise"][1]:
-        raise ValueError(f"noise must lie in {BOUNDS['noise']}, got {noise!r}")
+        raise OptionError(f"noise must lie in {BOUNDS['noise']}, got {noise!r}")
     idx = dataset.split_indices(split)
     if idx.size < 3:
-        raise ValueError(
+        raise DataError(
             f"dataset {dataset.name!r}: split {split!r} has {idx.size} nuclei; "
             "a correction GP needs at least 3"
         )
@@ -586,7 +587,7 @@ def fit_corrections(
     bad_y = ~np.isfinite(y)
     if bad_y.any():
         i = idx[np.flatnonzero(bad_y)[0]]
-        raise ValueError(
+        raise DataError(
             f"dataset {dataset.name!r}: split {split!r} has {int(bad_y.sum())} nuclei without an "
             f"observed value (first: {label(dataset.Z[i], dataset.N[i])}); corrections need "
             "observed y on every nucleus of the split"
@@ -597,7 +598,7 @@ def fit_corrections(
         bad = ~np.isfinite(F[:, j])
         if bad.any():
             i = idx[np.flatnonzero(bad)[0]]
-            raise ValueError(
+            raise DataError(
                 f"dataset {dataset.name!r}: model {m!r} gives no value at "
                 f"{label(dataset.Z[i], dataset.N[i])} ({int(bad.sum())} nuclei of split "
                 f"{split!r}); drop the model (Dataset.select_models) or the nuclei"
