@@ -296,3 +296,20 @@ def test_hsgp_deficit_is_zero_for_long_scales_and_one_outside_the_box():
     assert abs(d[0, 0]) < 1e-3  # long length scales: the basis holds the whole kernel
     assert d[1, 0] > 0.5  # length scales far below the basis' resolution: most is missed
     np.testing.assert_allclose(d[:, 1], 1.0)  # outside the box nothing is represented
+
+
+def test_unknown_omega_gets_one_message_from_the_model_and_from_prepare():
+    from numpyro import handlers
+
+    from lbmm.data.errors import OptionError
+    from lbmm.mixers.local import glm_dirichlet
+
+    Z, N, F, y, _ = _toy()
+    tr = _dataset(Z, N, F, y).split("train")
+    msg = r"option omega: expected one of \('collapsed', 'latent'\), got 'bad'"
+    with pytest.raises(OptionError, match=msg):
+        get_mixer("glm_dirichlet").resolve_options(tr, {"omega": "bad"})
+    with pytest.raises(OptionError, match=msg):
+        handlers.trace(handlers.seed(glm_dirichlet, 0)).get_trace(
+            jnp.asarray(tr.F), jnp.asarray(tr.x), omega="bad"
+        )

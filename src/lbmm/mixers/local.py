@@ -106,9 +106,9 @@ def _lprior(name: str, priors: Mapping[str, dist.Distribution] | None) -> dist.D
 
 
 def _check(omega: str, likelihood_kind: str) -> None:
+    """The model functions' own check (they can be called without ``prepare``)."""
     check_likelihood(likelihood_kind)
-    if omega not in OMEGAS:
-        raise OptionError(f"unknown omega {omega!r}; expected one of {OMEGAS}")
+    _check_common({"omega": omega})
 
 
 # ------------------------------------------------------------------ options from the data
