@@ -114,3 +114,20 @@ def test_a_wrong_jacobian_is_caught():
     alpha = t.loc[["alpha[0]", "alpha[1]", "alpha[2]"]]
     assert alpha["p"].min() < 1e-6, t
     assert (alpha["mean_shift"] < 0).all(), t
+
+
+def test_prior_names_and_bma_settings_are_checked_before_any_fit():
+    from numpyro import distributions as dist
+
+    with pytest.raises(OptionError, match="unknown prior 'alpah'"):
+        sbc("dirichlet", num_reps=2, priors={"alpah": dist.HalfNormal(1.0)})
+    with pytest.raises(OptionError, match="unknown prior 'sigam'"):
+        sbc("dirichlet", num_reps=2, fit_priors={"sigam": dist.HalfNormal(1.0)})
+    with pytest.raises(OptionError, match="mixer 'bma'"):
+        sbc("bma", num_reps=2, options={"noise": "spread"})
+
+
+def test_bma_reports_no_sampler_diagnostics():
+    ranks = sbc("bma", num_reps=3, design=sbc_design(3, **DESIGN), num_draws=49)
+    assert ranks.attrs["sampler"] == "closed form"
+    assert "rhat_max" not in ranks and "divergences" not in ranks

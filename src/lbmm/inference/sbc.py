@@ -42,6 +42,7 @@ from ..mixers import get_mixer
 from ..mixers.bma import BMAPrior, bma, bma_posterior_draws
 from ..mixers.predictive import predictive_mean
 from .diagnostics import summarize_draws
+from .fit import check_priors
 from .posterior import LATENT_SITES
 
 __all__ = ["sbc", "sbc_design", "sbc_ranks", "sbc_uniformity"]
@@ -101,6 +102,17 @@ def _flatten(sites: Mapping[str, np.ndarray], lead: int) -> dict[str, np.ndarray
     return out
 
 
+def _ranks_dataset(rows: list[dict], diag: Mapping[str, list] | None, attrs: dict) -> xr.Dataset:
+    """The result of a calibration run: ``rank`` (rep, quantity) and, for sampled fits, the
+    per-replication diagnostics ``rhat_max``, ``ess_bulk_min`` and ``divergences``."""
+    frame = pd.DataFrame(rows)
+    data = {"rank": (("rep", "quantity"), frame.to_numpy(dtype=np.int64))}
+    for name, values in (diag or {}).items():
+        data[name] = ("rep", np.asarray(values, np.int64 if name == "divergences" else float))
+    coords = {"rep": np.arange(len(rows)), "quantity": list(frame.columns)}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
 def sbc_ranks(
     simulate: Callable,
     fit_model: Callable,
@@ -137,7 +149,8 @@ def sbc_ranks(
     -------
     xarray.Dataset
         ``rank`` (rep, quantity) in 0 … ``num_draws``; per replication ``rhat_max``,
-        ``ess_bulk_min`` and ``divergences``; ``attrs["num_draws"]``.
+        ``ess_bulk_min`` and ``divergences`` (absent for BMA's closed form);
+        ``attrs["num_draws"]`` and ``attrs["sampler"]``.
     """
     k_prior, k_fit = jax.random.split(key)
     prior = jax.jit(Predictive(simulate, num_samples=num_reps, parallel=True))(k_prior)
@@ -150,7 +163,6 @@ def sbc_ranks(
         and name not in _SKIP
         and np.size(site["value"]) <= _MAX_SITE
     ]
-    truths = {k: np.asarray(prior[k]) for k in ranked}
     ys = np.asarray(prior["y"])
     theta = {k: np.asarray(v) for k, v in prior.items() if k != "y"}
 
@@ -173,10 +185,10 @@ def sbc_ranks(
         pred = np.asarray(predict(flat, ys[r]))
         true_pred = np.asarray(predict({k: v[r : r + 1] for k, v in theta.items()}, ys[r]))[0]
         q_draws = _flatten({k: flat[k][pick] for k in ranked}, 1)
-        q_true = _flatten({k: truths[k][r] for k in ranked}, 0)
+        q_true = _flatten({k: theta[k][r] for k in ranked}, 0)
         ranks = {k: int(_rank(q_draws[k], q_true[k])) for k in q_draws}
         for j in range(pred.shape[-1]):
-            ranks[f"mean[{j}]"] = int(np.sum(pred[pick, j] < true_pred[j]))
+            ranks[f"mean[{j}]"] = int(_rank(pred[pick, j], true_pred[j]))
         rows.append(ranks)
         summ = summarize_draws({k: post[k] for k in ranked})
         rhat.append(summ["rhat_max"])
@@ -184,20 +196,15 @@ def sbc_ranks(
         div.append(int(diverging))
         if progress is not None:
             progress(r + 1, num_reps)
-    frame = pd.DataFrame(rows)
-    return xr.Dataset(
+    return _ranks_dataset(
+        rows,
+        {"rhat_max": rhat, "ess_bulk_min": ess, "divergences": div},
         {
-            "rank": (("rep", "quantity"), frame.to_numpy(dtype=np.int64)),
-            "rhat_max": ("rep", np.asarray(rhat, float)),
-            "ess_bulk_min": ("rep", np.asarray(ess, float)),
-            "divergences": ("rep", np.asarray(div, np.int64)),
-        },
-        coords={"rep": np.arange(num_reps), "quantity": list(frame.columns)},
-        attrs={
             "num_draws": num_draws,
             "num_warmup": num_warmup,
             "num_samples": num_samples,
             "num_chains": num_chains,
+            "sampler": "NUTS",
         },
     )
 
@@ -297,11 +304,18 @@ def sbc(
     spec = get_mixer(mixer)
     key = jax.random.PRNGKey(seed)
     if spec.model is None:
+        if priors or fit_priors or options or likelihood != "mean":
+            raise OptionError(
+                "mixer 'bma': its SBC uses the paper's conjugate prior; no priors, "
+                "options or likelihood apply"
+            )
         ds = _sbc_bma(design, num_reps, key, num_draws, progress)
     else:
         train = design.split("train")
         held = design.split("heldout")
         opts = spec.resolve_options(train, options, likelihood)
+        check_priors(spec, priors, opts)
+        check_priors(spec, fit_priors, opts)
         arrays = spec.fit_arrays(train.x, opts)
         F, x = jnp.asarray(train.F), jnp.asarray(train.x)
 
@@ -386,18 +400,8 @@ def _sbc_bma(design: Dataset, num_reps, key, num_draws, progress) -> xr.Dataset:
         rows.append(row)
         if progress is not None:
             progress(r + 1, num_reps)
-    frame = pd.DataFrame(rows)
-    zeros = np.zeros(num_reps)
-    return xr.Dataset(
-        {
-            "rank": (("rep", "quantity"), frame.to_numpy(dtype=np.int64)),
-            "rhat_max": ("rep", zeros + 1.0),
-            "ess_bulk_min": ("rep", zeros + num_draws),
-            "divergences": ("rep", zeros.astype(np.int64)),
-        },
-        coords={"rep": np.arange(num_reps), "quantity": list(frame.columns)},
-        attrs={"num_draws": num_draws, "sampler": "closed form"},
-    )
+    # closed form: no sampler diagnostics to report
+    return _ranks_dataset(rows, None, {"num_draws": num_draws, "sampler": "closed form"})
 
 
 def sbc_uniformity(ranks: xr.Dataset, bins: int = 10) -> pd.DataFrame:
