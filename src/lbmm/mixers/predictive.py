@@ -9,6 +9,8 @@ draw's residuals at the training inputs). The same draws give log p(y_obs | draw
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 
 import jax
@@ -17,7 +19,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from .. import _jax  # noqa: F401
-from .draws import nucleus_keys, per_nucleus
+from .draws import log_gamma_per_nucleus, nucleus_keys, per_nucleus
 from .global_ import dirichlet_weights
 from .local import collapsed_moments, log_alpha_at
 from .noise import discrepancy_conditional, model_spread, nearest_neighbors
@@ -45,10 +47,10 @@ def weights_at(mixer, samples, x, opts, likelihood_kind, key) -> tuple[jnp.ndarr
     mixers; ``None`` for the global ones, whose weights are the draws themselves)."""
     n = x.shape[0]
     if mixer in LOCAL:
-        la = log_alpha_at(mixer, samples, x, opts, jax.random.fold_in(key, 1))
-        keys = nucleus_keys(key, x, 2)
-        # log-scale Gamma draws: no underflow at tiny α
-        log_g = per_nucleus(keys, jax.random.loggamma, jnp.exp(la))
+        la = _compiled_log_alpha(mixer, _Static(opts))(samples, jnp.asarray(x, dtype=float),
+                                                      jax.random.fold_in(key, 1))  # fmt: skip
+        # log-scale Gamma draws (no underflow at tiny α), on the host: NumPy's sampler
+        log_g = jnp.asarray(log_gamma_per_nucleus(key, np.asarray(x), 2, np.exp(np.asarray(la))))
         return jax.nn.softmax(log_g, axis=-1), log_g
     w = _global_weights(mixer, samples, likelihood_kind)
     return jnp.broadcast_to(w[:, None, :], (w.shape[0], n, w.shape[-1])), None
@@ -71,14 +73,23 @@ def fitted_moments(mixer, samples, F, x, opts) -> tuple[jnp.ndarray, jnp.ndarray
     return mu, jnp.zeros_like(mu)
 
 
-def discrepancy_at(mixer, samples, x, opts, train) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Mean and variance (S, n) of the discrepancy δ at inputs x given each draw's residuals
-    at the training inputs ``train`` = (F, x, y) (``noise="gp"``)."""
+def _neighbors(train, x, opts) -> np.ndarray:
+    """Positions of the training inputs each new input's discrepancy conditions on."""
     if train is None:
         raise ValueError("noise='gp' needs the training data to predict")
+    return nearest_neighbors(np.asarray(train[1]), np.asarray(x), opts["noise_neighbors"])
+
+
+def discrepancy_at(mixer, samples, x, opts, train, nn=None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Mean and variance (S, n) of the discrepancy δ at inputs x given each draw's residuals
+    at the training inputs ``train`` = (F, x, y) (``noise="gp"``). ``nn``: the neighbour
+    positions of :func:`~lbmm.mixers.noise.nearest_neighbors` (found here when None; pass
+    them under ``jax.jit``, where the inputs are traced)."""
+    if nn is None:
+        nn = _neighbors(train, x, opts)
     F_tr, x_tr, y_tr = (jnp.asarray(a, dtype=float) for a in train)
     mu_tr, v_tr = fitted_moments(mixer, samples, F_tr, x_tr, opts)
-    nn = jnp.asarray(nearest_neighbors(np.asarray(x_tr), np.asarray(x), opts["noise_neighbors"]))
+    nn = jnp.asarray(nn)
     xj = jnp.asarray(x, dtype=float)
 
     def cond(a):
@@ -132,18 +143,63 @@ def posterior_predictive(
         discrepancy draws (zero without one); ``log_density`` (S, n) log p(y_obs | draw),
         NaN where y_obs is NaN.
     """
-    s = {k: jnp.asarray(v) for k, v in samples.items()}
+    s = {
+        k: jnp.asarray(v)
+        for k, v in samples.items()
+        if np.issubdtype(np.asarray(v).dtype, np.number)
+    }
+    gp_noise = likelihood_kind == "mean" and opts.get("noise") == "gp"
+    nn = jnp.asarray(_neighbors(train, x, opts)) if gp_noise else None
+    tr = tuple(jnp.asarray(a, dtype=float) for a in train) if gp_noise else None
+    w, log_g = weights_at(mixer, s, x, opts, likelihood_kind, jax.random.fold_in(key, 0))
+    core = _compiled(mixer, _Static(opts), likelihood_kind)
+    out = core(s, w, log_g, jnp.asarray(F, dtype=float), jnp.asarray(x, dtype=float),
+               jnp.asarray(y_obs, dtype=float), key, tr, nn)  # fmt: skip
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+class _Static:
+    """Mixer options as a static (hashable) argument of a jitted function: equal when their
+    canonical JSON text is equal."""
+
+    def __init__(self, opts: Mapping) -> None:
+        self.opts = dict(opts)
+        self._text = json.dumps(self.opts, sort_keys=True, default=_plain)
+
+    def __hash__(self) -> int:
+        return hash(self._text)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _Static) and other._text == self._text
+
+
+def _plain(a):
+    return np.asarray(a).tolist()
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(mixer: str, opts: _Static, likelihood_kind: str):
+    """One jitted predictive per (mixer, options, likelihood): XLA compiles the whole law
+    once per input shape instead of op by op."""
+    return jax.jit(functools.partial(_predictive, mixer, opts.opts, likelihood_kind))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_log_alpha(mixer: str, opts: _Static):
+    return jax.jit(lambda s, x, key: log_alpha_at(mixer, s, x, opts.opts, key))
+
+
+def _predictive(mixer, opts, likelihood_kind, s, w, log_g, Fj, xj, yo, key, train, nn):
+    """The predictive law given the weight draws w (S, n, p) (and their log-scale Gamma
+    draws log_g for the local mixers): mixed mean, noise, y draws, log densities."""
     noise = opts.get("noise", "constant")
-    Fj, xj = jnp.asarray(F), jnp.asarray(x, dtype=float)
     n_draws = int(s["sigma"].shape[0])
-    w, log_g = weights_at(mixer, s, xj, opts, likelihood_kind, jax.random.fold_in(key, 0))
     mix = jnp.sum(w * Fj, axis=-1)
     k_y, k_c, k_d = (nucleus_keys(key, xj, j) for j in (3, 4, 5))
 
     def normal(keys):  # (S, n) standard normals, keyed by nucleus
         return per_nucleus(keys, lambda k: jax.random.normal(k, (n_draws,)), axis=1)
 
-    yo = jnp.asarray(y_obs)
     seen = jnp.isfinite(yo)
     yo_safe = jnp.where(seen, yo, 0.0)  # log densities are masked below; no NaN inside them
     delta = jnp.zeros_like(mix)
@@ -166,7 +222,7 @@ def posterior_predictive(
     else:
         sig = s["sigma"][:, None]
         if noise == "gp":
-            m_d, v_d = discrepancy_at(mixer, s, x, opts, train)
+            m_d, v_d = discrepancy_at(mixer, s, xj, opts, train, nn)
             delta = m_d + jnp.sqrt(v_d) * normal(k_d)
             signal = mix + delta
             y = signal + sig * normal(k_y)
@@ -181,13 +237,7 @@ def posterior_predictive(
             y = mix + sig * normal(k_y)
             logd = dist.Normal(mix, sig).log_prob(yo_safe)
     logd = jnp.where(seen, logd, jnp.nan)
-    return {
-        "y": np.asarray(y),
-        "mu": np.asarray(signal),
-        "weights": np.asarray(w),
-        "delta": np.asarray(delta),
-        "log_density": np.asarray(logd),
-    }
+    return {"y": y, "mu": signal, "weights": w, "delta": delta, "log_density": logd}
 
 
 def predictive_mean(
