@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/lbmm run default --overwrite
 
+# the test files are shared among one worker per core (at most 4); each file runs whole on
+# one worker, so its module fixtures are built once
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
