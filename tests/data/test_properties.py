@@ -146,9 +146,11 @@ class Doc:
 def nuclei(draw, max_size: int = 6) -> list[Nucleus]:
     keys = draw(
         st.lists(
-            # i3 field of N - Z in AME files: -99 to 999
+            # i3 field of N - Z in AME files: -99 to 999. A > 1: the neutron and 1H lines
+            # of an AME file set its Δ_n and Δ_H (their BE is 0 by definition), so they are
+            # not drawn with arbitrary binding energies.
             st.tuples(st.integers(0, 120), st.integers(0, 180)).filter(
-                lambda zn: sum(zn) > 0 and zn[1] - zn[0] >= -99
+                lambda zn: sum(zn) > 1 and zn[1] - zn[0] >= -99
             ),
             min_size=1,
             max_size=max_size,

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .elements import symbol
 from .errors import DataError
 
 __all__ = [
@@ -362,7 +363,12 @@ def _require(df: pd.DataFrame, names: tuple[str, ...], path: str) -> str:
 # each file family:
 #   2003/2012/2016: a1,i3,i5,i5,i5,1x,a3,a4,1x,f13.5,f11.5,f11.3,f9.3,1x,a2,f11.3,f9.3,...
 #   2020:           a1,i3,i5,i5,i5,1x,a3,a4,1x,f14.6,f12.6,f13.5,1x,f10.5,1x,a2,f13.5,...
+#   1983/1993/1995: a1,i3,i5,i5,i5,1x,a3,a4,1x,f11.3,f9.3,f11.3,f9.3,4x,a2,f11.3,f9.3,...
+#                   (1983 has no format line and leaves A blank after the first line of
+#                   each isobar; it also lists the pions, with N = -1)
 _AME_LAYOUTS = {
+    "1993": {"NZ": (1, 4), "N": (4, 9), "Z": (9, 14), "A": (14, 19), "el": (20, 23),
+             "mass": (28, 39), "umass": (39, 48)},
     "2003": {"NZ": (1, 4), "N": (4, 9), "Z": (9, 14), "A": (14, 19), "el": (20, 23),
              "mass": (28, 41), "umass": (41, 52)},
     "2020": {"NZ": (1, 4), "N": (4, 9), "Z": (9, 14), "A": (14, 19), "el": (20, 23),
@@ -372,12 +378,28 @@ _AME_LAYOUTS = {
 
 def _ame_layout(text: str, path: Path) -> str:
     for line in text.splitlines()[:60]:
-        if "format" in line.lower() and "a1,i3" in line.replace(" ", "").lower():
-            return "2020" if "f14.6" in line.replace(" ", "").lower() else "2003"
+        fmt = line.replace(" ", "").lower()
+        if "format" in fmt and "a1,i3" in fmt:
+            if "f14.6,f12.6" in fmt:
+                return "2020"
+            if "a4,1x,f11.3,f9.3" in fmt:
+                return "1993"
+            return "2003"
     name = path.name.lower()
     if "mas20" in name or "2020" in name:
         return "2020"
+    if re.search(r"mas(83|93|95)", name):
+        return "1993"
     return "2003"
+
+
+def _ame_name(path: Path) -> str:
+    """``AME2003`` from ``mass.mas03``, ``AME1993`` from ``mass_exp.mas93``; else the stem."""
+    m = re.search(r"mas(?:s)?[._-]?(\d{2})(?!\d)", path.name.lower())
+    if not m:
+        return path.stem
+    yy = int(m.group(1))
+    return f"AME{1900 + yy if yy >= 50 else 2000 + yy}"
 
 
 def _ame_value(text: str) -> tuple[float | None, bool]:
@@ -402,30 +424,35 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
     Parameters
     ----------
     path
-        ``mass.mas03``, ``mass.mas12``, ``mass16.txt`` (one layout) or ``mass_1.mas20``
-        (the 2020 layout). The layout is read from the file's ``format`` header line, or
-        guessed from the file name when the header is absent.
+        ``mass.mas03``, ``mass.mas12``, ``mass16.txt`` (one layout), ``mass.mas20`` /
+        ``mass_1.mas20`` (the 2020 layout) or ``mass.mas83``, ``mass_exp.mas93``,
+        ``mass_rmd.mas95`` (the older layout, f11.3 mass excesses). The layout is read from
+        the file's ``format`` header line, or guessed from the file name when the header is
+        absent.
     name
         Table name; by default guessed from the file name (``AME2003``, ``AME2020``, ...).
 
     Returns
     -------
     MassTable
-        BE = Z·Δ_H + N·Δ_n − Δ from the mass excess Δ (keV in the file), its uncertainty,
-        and ``estimated`` set where a ``#`` marks the mass excess.
+        BE = Z·Δ_H + N·Δ_n − Δ from the mass excess Δ (keV in the file), with the
+        evaluation's own Δ_H and Δ_n where the file lists the neutron and ¹H (so BE equals
+        the file's binding-energy column to its rounding), its uncertainty, and
+        ``estimated`` set where a ``#`` marks the mass excess.
 
     Notes
     -----
     Data lines are recognised by consistent integers: N − Z in the NZ field and N + Z in
-    the A field; header and page-feed lines fail that test and are skipped. A data line cut
+    the A field; header and page-feed lines fail that test and are skipped. AME1983's
+    lines for isomers and other states (element field ``Alm``, ``Rbx``) and its pions are
+    skipped: the table holds ground states. A data line cut
     short before its mass excess uncertainty (a truncated file) is an error.
     """
     path = Path(path)
     text = _read_text(path)
     layout = _AME_LAYOUTS[_ame_layout(text, path)]
     if name is None:
-        m = re.search(r"(?:mas|mass)[._-]?(\d{2})", path.name.lower())
-        name = f"AME20{m.group(1)}" if m else path.stem
+        name = _ame_name(path)
     zs, ns, bes, us, ests, rows = [], [], [], [], [], []
     # Lines end at "\n" only (as an editor counts them), not at form feeds and the like.
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -433,11 +460,16 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
             nz = int(line[slice(*layout["NZ"])])
             n = int(line[slice(*layout["N"])])
             z = int(line[slice(*layout["Z"])])
-            a = int(line[slice(*layout["A"])])
+            a_txt = line[slice(*layout["A"])]
+            # AME1983 prints A on the first line of each isobar only
+            a = int(a_txt) if a_txt.strip() else n + z
         except ValueError:
             continue
-        if nz != n - z or a != n + z:
+        if nz != n - z or a != n + z or n < 0:  # n < 0: the pions of AME1983
             continue
+        el = line[slice(*layout["el"])].strip()
+        if el != symbol(z) and el.startswith(symbol(z)):
+            continue  # AME1983 lists isomers and other states as 'Alm', 'Rbx', ...
         if len(line) < layout["umass"][1] - 4:
             raise DataError(
                 f"data line cut short ({len(line)} characters); expected the mass excess and "
@@ -463,7 +495,7 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
             continue
         zs.append(z)
         ns.append(n)
-        bes.append((z * MASS_EXCESS_H * 1e3 + n * MASS_EXCESS_N * 1e3 - mass) / 1e3)
+        bes.append(mass)  # the mass excess in keV, turned into BE below
         us.append((unc or 0.0) / 1e3)
         ests.append(est_m or est_u)
         rows.append(lineno)
@@ -473,6 +505,12 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
             "(a1,i3,i5,i5,i5,1x,a3,a4,1x,f13.5,... or the 2020 layout)",
             path=str(path),
         )
+    # BE with the evaluation's own neutron and 1H mass excesses, as the file's binding
+    # energy column has it; AME2020's where the file does not list them.
+    measured = {(z, n): m for z, n, m, e in zip(zs, ns, bes, ests, strict=True) if not e}
+    d_h = measured.get((1, 0), MASS_EXCESS_H * 1e3)
+    d_n = measured.get((0, 1), MASS_EXCESS_N * 1e3)
+    bes = [(z * d_h + n * d_n - m) / 1e3 for z, n, m in zip(zs, ns, bes, strict=True)]
     return MassTable.from_arrays(
         name,
         zs,
@@ -662,6 +700,9 @@ def read_csv(path: str | Path, *, name: str | None = None) -> MassTable:
     return _table_from_frame(df, path, name or path.stem, "csv", ("estimated", "eBE"))
 
 
+_AME_SUFFIXES = {".mas83", ".mas93", ".mas95", ".mas03", ".mas12", ".mas16", ".mas20"}
+
+
 def _looks_like_ame(path: Path) -> bool:
     name = path.name.lower()
     return bool(re.search(r"mas(s)?[._-]?\d\d|mass_1|mass\d\d", name)) and not name.endswith(".csv")
@@ -682,7 +723,7 @@ def read_table(ref: str | Path, *, name: str | None = None) -> MassTable:
         df = _read_csv_frame(path)
         source = "massexplorer" if _find_column(df, ("eBE",)) or len(df.columns) > 5 else "csv"
         return _table_from_frame(df, path, name or path.stem, source, ("estimated", "eBE"))
-    if _looks_like_ame(path) or path.suffix.lower() in {".mas03", ".mas12", ".mas16", ".mas20"}:
+    if _looks_like_ame(path) or path.suffix.lower() in _AME_SUFFIXES:
         return read_ame(path, name=name)
     _read_text(path)  # a missing or unreadable file is said so first
     raise DataError(
