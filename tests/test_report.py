@@ -7,7 +7,7 @@ not the statistics.
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import shutil
 import subprocess
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from browser import Page, chromium, chromium_args
 from lbmm.report import build_report
 from lbmm.report.figures import choose_chains, hyperparameters
 from lbmm.report.tables import table1, table2, to_markdown
@@ -26,6 +27,7 @@ from lbmm.study import study_from_dict
 
 MODELS = ["DUZU", "FRDM95", "WS32010"]
 LOCAL = "glm_dirichlet"
+LOCAL_KEY = LOCAL  # its key in the run (constant noise: no suffix)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -247,28 +249,13 @@ def test_report_refuses_foreign_folders(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.environ.get("CI"):  # .ci/run installs it: CI never skips the browser check
-        pytest.fail("chromium is not installed, and CI must run the headless-browser check")
-    pytest.skip("needs Debian's chromium for the headless-browser check (not installed here)")
-
-
-def _chromium_args(exe: str) -> list[str]:
-    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            "--allow-file-access-from-files", "--no-first-run"]  # fmt: skip
-
-
 def test_report_loads_in_a_headless_browser(run, report, tmp_path):
     """Every <img> loads: the page's own script marks <body data-images="ok"> after loading
     (or "failed" with the failing sources), and the DOM is read back with --dump-dom. A
     screenshot is written beside the run for a look."""
-    exe = _chromium()
+    exe = chromium()
     url = (run.path / "report.html").as_uri()
-    dom = subprocess.run([*_chromium_args(exe), "--dump-dom", url], capture_output=True,
+    dom = subprocess.run([*chromium_args(exe), "--dump-dom", url], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body[^>]*>", dom.stdout)
@@ -276,7 +263,7 @@ def test_report_loads_in_a_headless_browser(run, report, tmp_path):
     assert 'data-images="ok"' in body.group(0), body.group(0)
     assert dom.stdout.count("<img") == len(report["figures"])
     shot = tmp_path / "report.png"
-    res = subprocess.run([*_chromium_args(exe), "--window-size=1280,2400",
+    res = subprocess.run([*chromium_args(exe), "--window-size=1280,2400",
                           f"--screenshot={shot}", url], capture_output=True, text=True,
                          timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
@@ -285,11 +272,11 @@ def test_report_loads_in_a_headless_browser(run, report, tmp_path):
 
 def test_browser_check_detects_a_missing_image(run, report, tmp_path):
     """The same check fails when a figure is missing (so the test above can fail)."""
-    exe = _chromium()
+    exe = chromium()
     copy = tmp_path / "copy"
     shutil.copytree(run.path, copy)
     (copy / "figures" / "ecp.png").unlink()
-    dom = subprocess.run([*_chromium_args(exe), "--dump-dom", (copy / "report.html").as_uri()],
+    dom = subprocess.run([*chromium_args(exe), "--dump-dom", (copy / "report.html").as_uri()],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     body = re.search(r"<body[^>]*>", dom.stdout).group(0)
     assert 'data-images="failed"' in body and "figures/ecp.png" in body
@@ -299,3 +286,83 @@ def test_missing_figure_warning_is_hidden_by_default(run, report):
     text = (run.path / "report.html").read_text()
     assert 'id="image-warning"' in text and "#image-warning" in text
     assert Path(report["html"]).name == "report.html"
+
+
+def test_chart_tooltip_on_hover(run, report, tmp_path):
+    """Hover 208Pb's square with a real mouse event: the tooltip names the nucleus and shows
+    its data, every model and each mixture's mean and 95 % interval as the run's CSVs hold
+    them (read here with pandas, rounded as the page shows them)."""
+    ds = pd.read_csv(run.path / "dataset.csv").set_index(["Z", "N"])
+    pred = pd.read_csv(run.path / "predictions.csv")
+    z, n = 82, 126
+    assert (z, n) in ds.index
+    with Page((run.path / "report.html").as_uri()) as page:
+        page.wait_for("document.getElementById('chart-svg')?.dataset.ready === 'yes'")
+        x, y = page.evaluate(f"""(() => {{
+            const r = document.querySelector('rect[data-zn="{z},{n}"]');
+            r.scrollIntoView({{block: "center", inline: "center"}});
+            const b = r.getBoundingClientRect();
+            return [b.left + b.width / 2, b.top + b.height / 2]; }})()""")
+        assert page.evaluate("document.getElementById('chart-tip').hidden") is True
+        page.mouse_move(x, y)
+        page.wait_for(f"document.getElementById('chart-tip').dataset.zn === '{z},{n}' && "
+                      "!document.getElementById('chart-tip').hidden")  # fmt: skip
+        text = page.evaluate("document.getElementById('chart-tip').innerText")
+        page.screenshot(tmp_path / "chart.png")
+    assert text.startswith("208Pb") and f"Z = {z}, N = {n}" in text
+    assert f"data: {ds.loc[(z, n), 'y']:.3f} MeV" in text
+    for m in MODELS:
+        assert f"{m} {ds.loc[(z, n), m]:.3f}" in text
+    here = pred[(pred["Z"] == z) & (pred["N"] == n)]
+    assert len(here) == len(run.manifest["mixers"])
+    for _, row in here.iterrows():
+        label = run.manifest["mixers"][row["mixer"]]["label"]
+        assert f"{label}: {row['mean']:.3f} [{row['lo95']:.3f}, {row['hi95']:.3f}]" in text
+    # the local mixer's weights, as weights.csv holds them
+    w = pd.read_csv(run.path / "weights.csv")
+    w = w[(w["mixer"] == LOCAL_KEY) & (w["Z"] == z) & (w["N"] == n)].iloc[0]
+    with Page((run.path / "report.html").as_uri()) as page:
+        page.wait_for("document.getElementById('chart-svg')?.dataset.ready === 'yes'")
+        idx = [
+            m["key"]
+            for m in json.loads(page.evaluate("document.getElementById('chart-data').textContent"))[
+                "mixers"
+            ]
+        ].index(LOCAL_KEY)
+        page.evaluate(f"""(() => {{ const s = document.getElementById('chart-mixer');
+            s.value = '{idx}'; s.dispatchEvent(new Event('change')); return true; }})()""")
+        x, y = page.evaluate(f"""(() => {{
+            const r = document.querySelector('rect[data-zn="{z},{n}"]');
+            r.scrollIntoView({{block: "center", inline: "center"}});
+            const b = r.getBoundingClientRect();
+            return [b.left + b.width / 2, b.top + b.height / 2]; }})()""")
+        page.mouse_move(x, y)
+        page.wait_for(f"document.getElementById('chart-tip').dataset.zn === '{z},{n}' && "
+                      "!document.getElementById('chart-tip').hidden")  # fmt: skip
+        text = page.evaluate("document.getElementById('chart-tip').innerText")
+    assert "weights (" in text
+    for m in MODELS:
+        assert f"{m} {w[f'mean_{m}']:.2f}" in text
+
+
+def test_chart_data_aligns_rows_by_nucleus_and_escapes_the_script():
+    from lbmm.report.chart import chart_data, chart_html
+
+    ds = pd.DataFrame({
+        "Z": [8, 8, 10], "N": [10, 12, 12], "nucleus": ["18O", "20O", "22Ne"],
+        "y": [12.1, np.nan, 10.0], "A1": [1.0, 2.0, 3.0],
+        "in_train": [True, False, False], "in_test": [False, False, True],
+    })  # fmt: skip
+    # predictions in another order, one nucleus missing
+    pred = pd.DataFrame({
+        "mixer": ["m", "m"], "Z": [10, 8], "N": [12, 10], "mean": [9.5, 12.0],
+        "lo95": [9.0, 11.0], "hi95": [10.0, 13.0], "p_exist": [1.0, 0.5],
+    })  # fmt: skip
+    d = chart_data(ds, pred, None, {"m": "</script>M"}, ["A1"], "S2n")
+    assert d["mixers"][0]["mean"] == [12.0, None, 9.5]
+    assert d["mixers"][0]["p_exist"] == [0.5, None, 1.0]
+    assert d["y"] == [12.1, None, 10.0] and d["split"] == ["train", "", "test"]
+    assert d["F"] == [[1.0, 2.0, 3.0]] and d["mixers"][0]["weights"] is None
+    page = chart_html(d)
+    payload = page.split('id="chart-data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(payload)["mixers"][0]["label"] == "</script>M"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .chart import chart_data, chart_html
 from .figures import FigureInfo, make_figures
 from .tables import format_cell, table2, write_tables
 
@@ -48,6 +49,14 @@ figcaption { font-size: .9em; color: #444; margin-top: 6px; }
                  margin: 12px 32px; }
 code { background: #eef; padding: 0 3px; }
 table.summary td, table.summary th, td.text { text-align: left; }
+.chart { background: #fff; border: 1px solid #dde; padding: 10px; }
+.chart-controls label { margin-right: 16px; }
+.chart-wrap { position: relative; overflow-x: auto; }
+.chart rect.in-train { stroke: #000; stroke-width: .4; }
+.chart rect.in-test { stroke: #d00; stroke-width: .9; }
+.chart-tip { position: absolute; background: #fff; border: 1px solid #16324f; padding: 6px 9px;
+             font-size: .82em; pointer-events: none; max-width: 560px; z-index: 2;
+             box-shadow: 0 2px 6px rgba(0,0,0,.2); }
 """
 
 _SCRIPT = """
@@ -159,8 +168,9 @@ def _files(man: Mapping[str, Any], tables: Mapping[str, Any]) -> str:
 
 
 def render_html(man: Mapping[str, Any], tables: Mapping[str, Any],
-                figures: Sequence[FigureInfo]) -> str:  # fmt: skip
-    """The report page from the manifest, the written tables and figures."""
+                figures: Sequence[FigureInfo], chart: str = "") -> str:  # fmt: skip
+    """The report page from the manifest, the written tables and figures, and the
+    interactive chart's HTML fragment (:func:`lbmm.report.chart.chart_html`), if any."""
     from ..inference import bar_text
     from .tables import CALIBRATION_DIGITS, DIAG_DIGITS
 
@@ -202,6 +212,7 @@ def render_html(man: Mapping[str, Any], tables: Mapping[str, Any],
         f'<a href="#{a}">{_e(t)}</a>'
         for a, t in [("summary", "Summary"), ("table1", "Table 1"), ("table2", "Table 2"),
                      ("calibration", "Calibration"), ("diagnostics", "Diagnostics")]
+        + ([("chart-section", "Chart")] if chart else [])
         + [(f"fig-{s.lower()}", s) for s in sections]
         + [("files", "Files")]
     )  # fmt: skip
@@ -249,6 +260,7 @@ of it, scored on what they hold out. Files: {_link("tables/calibration.csv")},
 <h2 id="diagnostics">Convergence diagnostics and timings</h2>
 <p class="muted">Files: {_link("tables/diagnostics.csv")}, {_link("tables/diagnostics.md")}.</p>
 {frame_html(td, DIAG_DIGITS, bad)}
+{_chart_section(chart)}
 {"".join(fig_html)}
 <h2 id="files">Files</h2>
 {_files(man, tables)}
@@ -259,6 +271,16 @@ of it, scored on what they hold out. Files: {_link("tables/calibration.csv")},
 """
 
 
+def _chart_section(chart: str) -> str:
+    if not chart:
+        return ""
+    return f"""<h2 id="chart-section">The nuclear chart, interactive</h2>
+<p class="muted">Hover a nucleus for its data, every model, each mixture's mean and 95 %
+interval and the local mixers' weights; choose the mixer and what colours the chart. Black
+outline: training nuclei; red: test nuclei.</p>
+{chart}"""
+
+
 def _swap(new: Path, target: Path, trash: Path) -> None:
     if target.exists():
         os.replace(target, trash / target.name)
@@ -267,6 +289,14 @@ def _swap(new: Path, target: Path, trash: Path) -> None:
 
 #: What a report writes into a run folder.
 REPORT_ENTRIES = ("tables", "figures", "report.html")
+
+
+def _chart(run) -> str:
+    man = run.manifest
+    labels = {k: m.get("label", k) for k, m in man["mixers"].items()}
+    data = chart_data(run.dataset_frame(), run.predictions(), run.weights(), labels,
+                      list(man["dataset"]["models"]), man["dataset"]["observable"])  # fmt: skip
+    return chart_html(data)
 
 
 def build_report(run_dir: str | Path) -> dict[str, Any]:
@@ -297,7 +327,8 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         metrics = run.metrics()
         tabs = write_tables(metrics, run.manifest, tmp / "tables")
         figs = make_figures(run, tmp / "figures", table2(metrics))
-        (tmp / "report.html").write_text(render_html(run.manifest, tabs, figs), "utf-8")
+        chart = _chart(run)
+        (tmp / "report.html").write_text(render_html(run.manifest, tabs, figs, chart), "utf-8")
         trash = tmp / "old"
         trash.mkdir()
         for name in REPORT_ENTRIES:
