@@ -1,4 +1,5 @@
-"""The run's figures (PNG, matplotlib with the Agg backend). Each function draws results that a
+"""The run's figures (PNG, matplotlib figures drawn without pyplot, so importing this module
+never changes the backend of a notebook or an application). Each function draws results that a
 run already computed (``metrics.json``, ``predictions.csv``, ``weights.csv``,
 ``dataset.csv``, the posteriors) and computes nothing statistical.
 
@@ -23,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from ..data.elements import symbol
 
@@ -63,10 +62,21 @@ class FigureInfo:
     caption: str
 
 
+_SUBPLOT_KEYS = {"sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw",
+                 "gridspec_kw"}  # fmt: skip
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, **kw: Any):
+    """``plt.subplots`` on a pyplot-free :class:`~matplotlib.figure.Figure` (Agg on save)."""
+    sub = {k: kw.pop(k) for k in list(kw) if k in _SUBPLOT_KEYS}
+    fig = Figure(**kw)
+    return fig, fig.subplots(nrows, ncols, **sub)
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    plt.close(fig)  # a no-op for the pyplot-free figures drawn here
     return path
 
 
@@ -112,16 +122,16 @@ def chart(ax, Z: np.ndarray, N: np.ndarray, values: np.ndarray, **kw):
 
 def ecp_figure(metrics: Mapping[str, Any], path: Path, labels=None) -> Path:
     """Test-set coverage of equal-tailed intervals against their credibility level."""
-    fig, ax = plt.subplots(figsize=(6.8, 5.0))
+    fig, ax = _subplots(figsize=(6.8, 5.0))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="reference")
     raw = metrics.get("models", {}).get("raw", {})
-    greys = plt.get_cmap("tab20")
+    greys = matplotlib.colormaps["tab20"]
     for i, (m, v) in enumerate(raw.items()):
         e = v.get("test", {}).get("ecp")
         if e:
             ax.plot(e["levels"], e["coverage"], ls=":", lw=1.2, color=greys(i % 20),
                     label=_display(m, labels))  # fmt: skip
-    colors = plt.get_cmap("tab10")
+    colors = matplotlib.colormaps["tab10"]
     for i, (_, v) in enumerate(metrics.get("mixers", {}).items()):
         e = v.get("test", {}).get("ecp")
         if e:
@@ -147,7 +157,7 @@ def pit_figure(metrics: Mapping[str, Any], path: Path) -> Path:
              if v.get("test", {}).get("pit")]  # fmt: skip
     cols = min(3, max(len(items), 1))
     rows = max(1, math.ceil(len(items) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
     bins = 10
     for ax, (label, u) in zip(axes.ravel(), items, strict=False):
         n = u.size
@@ -171,9 +181,9 @@ def global_weights_figure(table2: pd.DataFrame, models: Sequence[str], path: Pat
     """Table 2 as grouped bars: one group per model, one bar per mixer row."""
     rows = table2.reset_index(drop=True)
     p, r = len(models), len(rows)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * p + 2), 3.8))
+    fig, ax = _subplots(figsize=(max(6.0, 0.9 * p + 2), 3.8))
     width = 0.8 / max(r, 1)
-    colors = plt.get_cmap("tab10")
+    colors = matplotlib.colormaps["tab10"]
     x = np.arange(p)
     for i, row in rows.iterrows():
         vals = [float(row.get(m, np.nan)) for m in models]
@@ -194,7 +204,7 @@ def weight_maps_figure(weights: pd.DataFrame, models: Sequence[str], title: str,
     p = len(models)
     ncol = min(p, 5)
     nrow_per = math.ceil(p / ncol)
-    fig, axes = plt.subplots(2 * nrow_per, ncol, figsize=(3.2 * ncol, 1.9 * 2 * nrow_per + 0.5),
+    fig, axes = _subplots(2 * nrow_per, ncol, figsize=(3.2 * ncol, 1.9 * 2 * nrow_per + 0.5),
                              squeeze=False, constrained_layout=True)  # fmt: skip
     Z, N = weights["Z"].to_numpy(), weights["N"].to_numpy()
     vmax_m = float(np.nanmax(weights[[f"mean_{m}" for m in models]].to_numpy()))
@@ -226,7 +236,7 @@ def residual_maps_figure(panels: Sequence[tuple[str, pd.DataFrame]], title: str,
     k = len(panels)
     ncol = min(k, 3)
     nrow = math.ceil(k / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False,
+    fig, axes = _subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False,
                              constrained_layout=True)  # fmt: skip
     allr = np.concatenate([df["residual"].to_numpy() for _, df in panels])
     lim = float(np.nanpercentile(np.abs(allr), 98)) if allr.size else 1.0
@@ -269,7 +279,7 @@ def chains_figure(pred: pd.DataFrame, chains: Sequence[int], title: str, path: P
     ``pred`` is one mixer's rows of ``predictions.csv``.
     """
     k = len(chains)
-    fig, axes = plt.subplots(1, k, figsize=(4.4 * k, 3.6), squeeze=False,
+    fig, axes = _subplots(1, k, figsize=(4.4 * k, 3.6), squeeze=False,
                              constrained_layout=True)  # fmt: skip
     for ax, z in zip(axes[0], chains, strict=True):
         d = pred[pred["Z"] == z].sort_values("N")
@@ -302,7 +312,7 @@ def existence_figure(pred: pd.DataFrame, keys_labels: Sequence[tuple[str, str]],
     k = len(keys_labels)
     ncol = min(k, 3)
     nrow = math.ceil(k / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False,
+    fig, axes = _subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False,
                              constrained_layout=True)  # fmt: skip
     mesh = None
     for i, (key, lab) in enumerate(keys_labels):
@@ -366,10 +376,9 @@ def trace_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Pa
 
     with warnings.catch_warnings():  # ArviZ 0.23 uses a matplotlib API deprecated in 3.11
         warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
-        axes = az.plot_trace(_flat_idata(series), compact=False,
-                             backend_kwargs={"figsize": (10, 1.7 * len(series)),
-                                             "constrained_layout": True})  # fmt: skip
-    fig = np.asarray(axes).ravel()[0].figure
+        fig, axes = _subplots(len(series), 2, figsize=(10, 1.7 * len(series)), squeeze=False,
+                              constrained_layout=True)  # fmt: skip
+        axes = az.plot_trace(_flat_idata(series), compact=False, axes=axes)
     for ax in np.asarray(axes).ravel():
         ax.title.set_fontsize(8)
         ax.tick_params(labelsize=7)
@@ -384,7 +393,7 @@ def rank_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Pat
     k = len(series)
     ncol = min(k, 4)
     nrow = math.ceil(k / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow), squeeze=False,
+    fig, axes = _subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow), squeeze=False,
                              constrained_layout=True)  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
