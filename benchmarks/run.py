@@ -284,7 +284,7 @@ def fit_run(ds, mixer: str, a: argparse.Namespace, clock: CompileClock) -> dict[
     t_call = time.perf_counter() - t0
     c_fit = clock.total
     d = post.diagnostics
-    p = post.idata.posterior
+    p = post.idata.posterior.to_dataset()
     names = [v for v in p.data_vars if p[v].dtype.kind == "f"]
     d_all = _ess_stats(p, names)
     d_hyp = _ess_stats(p, [v for v in names if v not in LATENT])
@@ -351,8 +351,8 @@ def bench_mixer(ds, mixer: str, a: argparse.Namespace, clock: CompileClock) -> d
     stats = {"diverging": np.asarray(extra["diverging"]), "n_steps": steps,
              "tree_depth": np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1,
              "step_size": np.asarray(extra["adapt_state.step_size"])}  # fmt: skip
-    idata = az.from_dict(posterior=samples, sample_stats=stats)
-    post = idata.posterior
+    idata = az.from_dict({"posterior": samples, "sample_stats": stats})
+    post = idata.posterior.to_dataset()
     names = [v for v in post.data_vars if post[v].dtype.kind == "f"]
     hyper = [v for v in names if v not in LATENT]
     d_all, d_hyp = _ess_stats(post, names), _ess_stats(post, hyper)

@@ -69,7 +69,7 @@ def main() -> None:
     print(ds.summary())
     print("train rms of each model (MeV):", {m: round(v, 3) for m, v in ds.rms("train").items()})
 
-    # 3. Fit a local mixer (NUTS). The posterior wraps an ArviZ InferenceData.
+    # 3. Fit a local mixer (NUTS). The posterior wraps an ArviZ DataTree.
     post = fit(
         ds,
         "glm_dirichlet",

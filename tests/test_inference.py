@@ -138,3 +138,22 @@ def test_map_init_finds_a_known_mode():
     np.testing.assert_allclose(inits["mu"], [mode] * 3, atol=1e-5)
     expected = stats.norm(0, 10).logpdf(mode) + stats.norm(mode, 1).logpdf(np.asarray(y)).sum()
     assert info["log_density"] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("mixer", ["linear", "glm_dirichlet"])
+def test_posteriors_written_under_arviz0_still_load(mixer):
+    """``tests/fixtures/arviz0``: posteriors saved by lbmm on ArviZ 0.23 (InferenceData), with
+    their small variables' draws as JSON beside them (taken from the arrays in memory before
+    saving). They load as DataTree with the same draws, dataset and settings, and predict."""
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "fixtures" / "arviz0"
+    ref = json.loads((folder / "draws.json").read_text())
+    assert ref["arviz"].startswith("0.")
+    post = Posterior.load(folder / f"{mixer}.nc")
+    assert post.mixer == mixer and post.dataset.counts()["train"] == 519
+    for name, draws in ref[mixer].items():
+        np.testing.assert_array_equal(post.samples(name), np.asarray(draws), err_msg=name)
+    pred = predict(post, "test", seed=0)
+    assert pred.y.shape == (20, 39) and np.isfinite(pred.y).all()

@@ -9,7 +9,7 @@ prediction domain, computes the metrics and writes one folder::
       study.toml           the study with every default explicit (``lbmm run RUN/study.toml``)
       dataset.csv          the nuclei, y, each model's prediction and the splits
       dataset_corrected.csv  the same with the corrected models (when a mixer uses them)
-      posterior/KEY.nc     one ArviZ InferenceData per mixer entry
+      posterior/KEY.nc     one ArviZ DataTree per mixer entry
       predictions.csv      every nucleus of the prediction domain × mixer: mean, sd, 68 % and
                            95 % intervals, existence probability, observed value
       weights.csv          local mixers: posterior mean and sd of each model's weight per nucleus

@@ -1,4 +1,4 @@
-"""The result of a fit: :class:`Posterior`, an ArviZ ``InferenceData`` with its dataset and
+"""The result of a fit: :class:`Posterior`, an ArviZ ``DataTree`` with its dataset and
 settings, saved to and read from NetCDF."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ LATENT_SITES = ("gp_coef", "gp_z", "gamma_aux", "exp_aux")
 
 @dataclass(frozen=True, eq=False)
 class Posterior:
-    """The result of a fit: ArviZ ``InferenceData`` plus the dataset and settings behind it.
+    """The result of a fit: ArviZ's ``DataTree`` plus the dataset and settings behind it.
 
     Attributes
     ----------
@@ -58,7 +58,7 @@ class Posterior:
     """
 
     mixer: str
-    idata: az.InferenceData
+    idata: xr.DataTree
     dataset: Dataset
     settings: Mapping[str, Any] = field(default_factory=dict)
     diagnostics: Mapping[str, Any] = field(default_factory=dict)
@@ -130,8 +130,8 @@ class Posterior:
     @classmethod
     def load(cls, path: str | Path) -> Posterior:
         """Read a posterior written by :meth:`save`."""
-        idata = az.from_netcdf(str(path), engine="h5netcdf")
-        idata.load()  # read everything now, so the file is not held open
+        with az.from_netcdf(str(path), engine="h5netcdf") as tree:
+            idata = tree.load().copy()  # read everything now, so the file is not held open
         meta = json.loads(idata.posterior.attrs["lbmm"])
         cd = idata.constant_data
         dmeta = meta["dataset"]
@@ -176,22 +176,23 @@ def make_idata(
     split: str,
     sample_stats: Mapping[str, np.ndarray] | None,
     dims: Mapping[str, list[str]] | None = None,
-) -> az.InferenceData:
-    """InferenceData of draws (chain, draw, ...) with named dims, the observed y of the
+) -> xr.DataTree:
+    """ArviZ's DataTree of draws (chain, draw, ...) with named dims, the observed y of the
     training split and the whole dataset as constant data."""
     idx = ds.split_indices(split)
     labels = np.asarray(ds.labels)
     dims = dict(DIMS if dims is None else dims)
     # a site name can have different shapes in different mixers (gamma_aux: (p,) or (n, p))
     dims = {k: d for k, d in dims.items() if k in samples and samples[k].ndim == len(d) + 2}
+    groups = {"posterior": dict(samples), "observed_data": {"y": ds.y[idx]}}
+    if sample_stats:
+        groups["sample_stats"] = dict(sample_stats)
     idata = az.from_dict(
-        posterior=dict(samples),
-        sample_stats=dict(sample_stats) if sample_stats else None,
-        observed_data={"y": ds.y[idx]},
+        groups,
         coords={"model": list(ds.models), "obs_nucleus": labels[idx].tolist()},
         dims={**dims, "y": ["obs_nucleus"]},
     )
     cd = xr.Dataset(_constant_data(ds))
     cd = cd.assign_coords(Z=("nucleus", ds.Z), N=("nucleus", ds.N))
-    idata.add_groups({"constant_data": cd})
+    idata["constant_data"] = xr.DataTree(cd)
     return idata

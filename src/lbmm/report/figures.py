@@ -17,7 +17,6 @@ run already computed (``metrics.json``, ``predictions.csv``, ``weights.csv``,
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,22 +363,21 @@ def hyperparameters(posterior, limit: int = MAX_TRACE_PANELS) -> dict[str, np.nd
     return out
 
 
-def _flat_idata(series: Mapping[str, np.ndarray]):
-    import arviz as az
-
-    return az.from_dict(posterior=dict(series))
-
-
 def trace_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Path:
-    """ArviZ trace plot (density and trace per chain) of scalar series."""
-    import arviz as az
-
-    with warnings.catch_warnings():  # ArviZ 0.23 uses a matplotlib API deprecated in 3.11
-        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
-        fig, axes = _subplots(len(series), 2, figsize=(10, 1.7 * len(series)), squeeze=False,
-                              constrained_layout=True)  # fmt: skip
-        axes = az.plot_trace(_flat_idata(series), compact=False, axes=axes)
-    for ax in np.asarray(axes).ravel():
+    """Trace plot of scalar series (chain, draw): a histogram per chain (left) and the draws
+    of each chain in order (right)."""
+    colors = matplotlib.colormaps["tab10"]
+    fig, axes = _subplots(len(series), 2, figsize=(10, 1.7 * len(series)), squeeze=False,
+                          constrained_layout=True)  # fmt: skip
+    for (name, x), (ax_d, ax_t) in zip(series.items(), axes, strict=True):
+        x = np.asarray(x, dtype=float)
+        edges = np.histogram_bin_edges(x.ravel(), bins=30)
+        for c in range(x.shape[0]):
+            ax_d.hist(x[c], bins=edges, histtype="step", density=True, color=colors(c % 10))
+            ax_t.plot(x[c], lw=0.5, alpha=0.8, color=colors(c % 10))
+        ax_d.set_title(name)
+        ax_t.set_title(name)
+    for ax in axes.ravel():
         ax.title.set_fontsize(8)
         ax.tick_params(labelsize=7)
     fig.suptitle(title)
@@ -387,17 +385,25 @@ def trace_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Pa
 
 
 def rank_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Path:
-    """ArviZ rank plot (per-chain rank histograms; uniform when chains agree)."""
-    import arviz as az
+    """Rank plot: the ranks of each chain's draws among all draws, one histogram per chain
+    (uniform when the chains sample the same distribution; Vehtari et al. 2021)."""
+    from scipy.stats import rankdata
 
+    colors = matplotlib.colormaps["tab10"]
     k = len(series)
     ncol = min(k, 4)
     nrow = math.ceil(k / ncol)
     fig, axes = _subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow), squeeze=False,
-                             constrained_layout=True)  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
-        az.plot_rank(_flat_idata(series), ax=axes.ravel()[:k])
+                          constrained_layout=True)  # fmt: skip
+    for (name, x), ax in zip(series.items(), axes.ravel(), strict=False):
+        x = np.asarray(x, dtype=float)
+        ranks = rankdata(x.ravel()).reshape(x.shape)
+        bins = np.linspace(0.5, x.size + 0.5, 21)
+        for c in range(x.shape[0]):
+            ax.hist(ranks[c], bins=bins, histtype="step", color=colors(c % 10))
+        ax.axhline(x.shape[1] / 20, color="k", ls="--", lw=0.8)  # uniform: draws per bin
+        ax.set_title(name)
+        ax.set_yticks([])
     for ax in axes.ravel()[:k]:
         ax.title.set_fontsize(8)
         ax.tick_params(labelsize=7)
