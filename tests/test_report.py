@@ -288,6 +288,19 @@ def test_missing_figure_warning_is_hidden_by_default(run, report):
     assert Path(report["html"]).name == "report.html"
 
 
+def _hover(page: Page, z: int, n: int) -> str:
+    """Move the mouse onto nucleus (Z, N) of the chart; the tooltip's text once it shows it."""
+    x, y = page.evaluate(f"""(() => {{
+        const r = document.querySelector('rect[data-zn="{z},{n}"]');
+        r.scrollIntoView({{block: "center", inline: "center"}});
+        const b = r.getBoundingClientRect();
+        return [b.left + b.width / 2, b.top + b.height / 2]; }})()""")
+    page.mouse_move(x, y)
+    page.wait_for(f"document.getElementById('chart-tip').dataset.zn === '{z},{n}' && "
+                  "!document.getElementById('chart-tip').hidden")  # fmt: skip
+    return page.evaluate("document.getElementById('chart-tip').innerText")
+
+
 def test_chart_tooltip_on_hover(run, report, tmp_path):
     """Hover 208Pb's square with a real mouse event: the tooltip names the nucleus and shows
     its data, every model and each mixture's mean and 95 % interval as the run's CSVs hold
@@ -298,16 +311,8 @@ def test_chart_tooltip_on_hover(run, report, tmp_path):
     assert (z, n) in ds.index
     with Page((run.path / "report.html").as_uri()) as page:
         page.wait_for("document.getElementById('chart-svg')?.dataset.ready === 'yes'")
-        x, y = page.evaluate(f"""(() => {{
-            const r = document.querySelector('rect[data-zn="{z},{n}"]');
-            r.scrollIntoView({{block: "center", inline: "center"}});
-            const b = r.getBoundingClientRect();
-            return [b.left + b.width / 2, b.top + b.height / 2]; }})()""")
         assert page.evaluate("document.getElementById('chart-tip').hidden") is True
-        page.mouse_move(x, y)
-        page.wait_for(f"document.getElementById('chart-tip').dataset.zn === '{z},{n}' && "
-                      "!document.getElementById('chart-tip').hidden")  # fmt: skip
-        text = page.evaluate("document.getElementById('chart-tip').innerText")
+        text = _hover(page, z, n)
         page.screenshot(tmp_path / "chart.png")
     assert text.startswith("208Pb") and f"Z = {z}, N = {n}" in text
     assert f"data: {ds.loc[(z, n), 'y']:.3f} MeV" in text
@@ -331,15 +336,7 @@ def test_chart_tooltip_on_hover(run, report, tmp_path):
         ].index(LOCAL_KEY)
         page.evaluate(f"""(() => {{ const s = document.getElementById('chart-mixer');
             s.value = '{idx}'; s.dispatchEvent(new Event('change')); return true; }})()""")
-        x, y = page.evaluate(f"""(() => {{
-            const r = document.querySelector('rect[data-zn="{z},{n}"]');
-            r.scrollIntoView({{block: "center", inline: "center"}});
-            const b = r.getBoundingClientRect();
-            return [b.left + b.width / 2, b.top + b.height / 2]; }})()""")
-        page.mouse_move(x, y)
-        page.wait_for(f"document.getElementById('chart-tip').dataset.zn === '{z},{n}' && "
-                      "!document.getElementById('chart-tip').hidden")  # fmt: skip
-        text = page.evaluate("document.getElementById('chart-tip').innerText")
+        text = _hover(page, z, n)
     assert "weights (" in text
     for m in MODELS:
         assert f"{m} {w[f'mean_{m}']:.2f}" in text

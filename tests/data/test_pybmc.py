@@ -7,11 +7,7 @@ pybmc`` gives it); without network the tests skip and say so.
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +16,7 @@ import pytest
 from lbmm.data import DataError, known_tables, load_dataset, read_pybmc, read_table
 from lbmm.data.recipes import KEJZLAR2023_MODELS
 
+from .pypi_files import pip_fetch
 from .test_recipes import PAPER_TEST_RMS, PAPER_TRAIN_RMS
 
 WHEEL = "pybmc==0.4.1"
@@ -29,21 +26,8 @@ WHEEL_SHA256 = "563854bedfc12c90176664788abb784455c95f1150a78fbc5211a66a98d160d9
 @pytest.fixture(scope="module")
 def pybmc_site(request):
     """A folder holding the unpacked pybmc wheel, on sys.path for the module's tests."""
-    cache = Path(request.config.cache.mkdir("pybmc-wheel"))
-    wheels = list(cache.glob("pybmc-*.whl"))
-    if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(cache), WHEEL]  # fmt: skip
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"pip download {WHEEL} timed out (offline?)")
-        wheels = list(cache.glob("pybmc-*.whl"))
-        if done.returncode != 0 or not wheels:
-            pytest.skip(f"pip download {WHEEL} failed (offline?): {done.stderr.strip()[-300:]}")
-    wheel = wheels[0]
-    assert hashlib.sha256(wheel.read_bytes()).hexdigest() == WHEEL_SHA256, wheel
-    site = cache / "site"
+    wheel = pip_fetch(request, WHEEL, WHEEL_SHA256, "pybmc-*.whl", sdist=False)
+    site = wheel.parent / "site"
     if not (site / "pybmc" / "selected_data.h5").is_file():
         with zipfile.ZipFile(wheel) as z:
             z.extractall(site)

@@ -465,7 +465,7 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
     layout = _AME_LAYOUTS[_ame_layout(text, path)]
     if name is None:
         name = _ame_name(path)
-    zs, ns, bes, us, ests, rows = [], [], [], [], [], []
+    zs, ns, excess, us, ests, rows = [], [], [], [], [], []
     # Lines end at "\n" only (as an editor counts them), not at form feeds and the like.
     for lineno, line in enumerate(text.split("\n"), start=1):
         try:
@@ -507,7 +507,7 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
             continue
         zs.append(z)
         ns.append(n)
-        bes.append(mass)  # the mass excess in keV, turned into BE below
+        excess.append(mass)  # keV
         us.append((unc or 0.0) / 1e3)
         ests.append(est_m or est_u)
         rows.append(lineno)
@@ -519,10 +519,10 @@ def read_ame(path: str | Path, *, name: str | None = None) -> MassTable:
         )
     # BE with the evaluation's own neutron and 1H mass excesses, as the file's binding
     # energy column has it; AME2020's where the file does not list them.
-    measured = {(z, n): m for z, n, m, e in zip(zs, ns, bes, ests, strict=True) if not e}
+    measured = {(z, n): m for z, n, m, e in zip(zs, ns, excess, ests, strict=True) if not e}
     d_h = measured.get((1, 0), MASS_EXCESS_H * 1e3)
     d_n = measured.get((0, 1), MASS_EXCESS_N * 1e3)
-    bes = [(z * d_h + n * d_n - m) / 1e3 for z, n, m in zip(zs, ns, bes, strict=True)]
+    bes = [(z * d_h + n * d_n - m) / 1e3 for z, n, m in zip(zs, ns, excess, strict=True)]
     return MassTable.from_arrays(
         name,
         zs,

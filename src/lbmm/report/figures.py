@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -66,7 +65,7 @@ _SUBPLOT_KEYS = {"sharex", "sharey", "squeeze", "width_ratios", "height_ratios",
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, **kw: Any):
-    """``plt.subplots`` on a pyplot-free :class:`~matplotlib.figure.Figure` (Agg on save)."""
+    """``pyplot.subplots`` on a pyplot-free :class:`~matplotlib.figure.Figure` (Agg on save)."""
     sub = {k: kw.pop(k) for k in list(kw) if k in _SUBPLOT_KEYS}
     fig = Figure(**kw)
     return fig, fig.subplots(nrows, ncols, **sub)
@@ -75,7 +74,6 @@ def _subplots(nrows: int = 1, ncols: int = 1, **kw: Any):
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)  # a no-op for the pyplot-free figures drawn here
     return path
 
 
