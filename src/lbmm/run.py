@@ -325,6 +325,8 @@ def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None):
         max_tree_depth=s.max_tree_depth,
         init=s.init,
         chain_method=s.chain_method,
+        method=s.method,
+        smc=dict(s.smc) or None,
         progress_bar=bar,
         options=dict(entry.options),
         warn=False,
@@ -410,6 +412,8 @@ def _describe(entry) -> str:
     if entry.mixer == "bma":
         return "closed form"
     s = entry.sampling
+    if s.method == "smc":
+        return f"SMC: {s.num_chains} populations × {s.num_samples} particles"
     text = f"{s.num_chains} chains × ({s.num_warmup} warm-up + {s.num_samples} draws"
     if s.max_samples:
         text += f", up to {s.max_samples} until converged"

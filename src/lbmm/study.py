@@ -75,11 +75,16 @@ class StudyError(InputError):
 
 @dataclass(frozen=True)
 class Sampling:
-    """NUTS settings, the keyword arguments of :func:`lbmm.inference.fit` of the same names.
+    """Sampler settings, the keyword arguments of :func:`lbmm.inference.fit` of the same
+    names.
 
     ``dense_mass`` None (the key left out) lets each mixer choose its mass matrix.
     ``max_samples`` (left out: none) is a budget of draws per chain: after ``num_samples``
     the chains go on until the convergence bars hold or the budget is spent.
+    ``method = "smc"`` samples by adaptive tempered SMC instead of NUTS: ``num_chains``
+    populations of ``num_samples`` particles, settings in ``smc``
+    (:data:`lbmm.inference.smc.SMC_DEFAULTS`); the NUTS-only settings are then refused in
+    the same table and not inherited.
     """
 
     num_chains: int = 4
@@ -92,6 +97,8 @@ class Sampling:
     max_tree_depth: int = 10
     init: str = "uniform"
     chain_method: str = "sequential"
+    method: str = "nuts"
+    smc: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -285,9 +292,9 @@ class Study:
                 sampling = {**sampling, "thinning": 1}  # the draws asked for, all kept
             if "num_samples" in sampling and "max_samples" not in sampling:
                 sampling = {**sampling, "max_samples": None}
-            raw["sampling"].update(sampling)
-            for m in raw["mixers"]:
-                m["sampling"].update(sampling)
+            for table in [raw["sampling"], *(m["sampling"] for m in raw["mixers"])]:
+                smc = table.get("method", "nuts") == "smc" and sampling.get("method") != "nuts"
+                table.update({k: v for k, v in sampling.items() if not smc or k not in _NUTS_ONLY})
         if folds is not None:
             raw["validation"]["folds"] = list(folds)
         if mixers is not None:
@@ -308,7 +315,7 @@ class Study:
             "seed": self.seed,
             "output": self.output,
             "data": self._data_dict(),
-            "sampling": _drop_none(asdict(self.sampling)),
+            "sampling": _sampling_dict(self.sampling),
             "predict": asdict(self.predict),
             "report": {"chains": list(self.report.chains)},
             "validation": {"folds": list(self.validation.folds)},
@@ -316,7 +323,7 @@ class Study:
         }
         for m in self.mixers:
             d = asdict(m)
-            d["sampling"] = _drop_none(d["sampling"])
+            d["sampling"] = _sampling_dict(m.sampling)
             d["options"] = dict(m.options)
             d["priors"] = dict(m.priors)
             out["mixers"].append(d)
@@ -567,8 +574,23 @@ def parse_prior(text: str):
 # ---------------------------------------------------------------------- parsing
 
 
+#: Settings NUTS reads and SMC does not.
+_NUTS_ONLY = ("num_warmup", "max_samples", "thinning", "target_accept", "dense_mass",
+              "max_tree_depth", "init", "chain_method")  # fmt: skip
+
+
+def _sampling_dict(s: Sampling) -> dict[str, Any]:
+    """The settings as plain data: the ones the sampler reads (NUTS or SMC), None left out."""
+    d = _drop_none(asdict(s))
+    d["smc"] = dict(s.smc)
+    drop = _NUTS_ONLY if s.method == "smc" else ("smc",)
+    return {k: v for k, v in d.items() if k not in drop}
+
+
 def _sampling(r: _Reader, base: Sampling) -> Sampling:
-    from .inference import CHAIN_METHODS, INITS
+    from .data.errors import OptionError
+    from .inference import CHAIN_METHODS, INITS, METHODS
+    from .inference.smc import check_smc_options
 
     s = Sampling(
         num_chains=r.integer("num_chains", base.num_chains, minimum=1),
@@ -581,8 +603,25 @@ def _sampling(r: _Reader, base: Sampling) -> Sampling:
         max_tree_depth=r.integer("max_tree_depth", base.max_tree_depth, minimum=1),
         init=r.string("init", base.init, choices=INITS),
         chain_method=r.string("chain_method", base.chain_method, choices=CHAIN_METHODS),
+        method=r.string("method", base.method, choices=METHODS),
     )
+    smc = r.mapping("smc")
     r.done()
+    if s.method == "smc":
+        nuts_only = [k for k in _NUTS_ONLY if r.has(k)]
+        if nuts_only:
+            r.fail(r.key(nuts_only[0]), "is a NUTS setting; method 'smc' does not use it")
+        try:
+            check_smc_options({**base.smc, **smc})
+        except OptionError as err:
+            r.fail(r.key("smc"), str(err).removeprefix("smc: ").removeprefix("smc."))
+        defaults = Sampling()
+        return replace(s, smc={**base.smc, **smc}, max_samples=None, thinning=1,
+                       **{k: getattr(defaults, k) for k in _NUTS_ONLY
+                          if k not in ("max_samples", "thinning")})  # fmt: skip
+    if smc:
+        r.fail(r.key("smc"), f"SMC settings need method = 'smc' (method is {s.method!r})")
+    s = replace(s, smc={})
     if s.max_samples is not None and s.max_samples < s.num_samples:
         r.fail(r.key("max_samples"), f"must be at least num_samples ({s.num_samples}), "
                f"got {s.max_samples}")  # fmt: skip

@@ -1,9 +1,11 @@
-"""Inference: NUTS through NumPyro (or closed form for BMA) → an immutable :class:`Posterior`.
+"""Inference: NUTS through NumPyro, adaptive tempered SMC through BlackJAX (or closed form
+for BMA) → an immutable :class:`Posterior`.
 
 ``fit`` (:mod:`.fit`) is the one entry point; :mod:`.nuts` drives NumPyro's NUTS kernel chunk
-by chunk (interruptible, with progress, adaptive length); :mod:`.diagnostics` holds the
-convergence bars and the diagnostics as data; :mod:`.posterior` the result and its NetCDF
-round trip; :mod:`.sbc` simulation-based calibration of every mixer.
+by chunk (interruptible, with progress, adaptive length); :mod:`.smc` runs populations of
+adaptive tempered SMC (multimodal posteriors, evidence estimates); :mod:`.diagnostics` holds
+the convergence bars and the diagnostics as data; :mod:`.posterior` the result and its
+NetCDF round trip; :mod:`.sbc` simulation-based calibration of every mixer.
 """
 
 from .diagnostics import (
@@ -19,6 +21,7 @@ from .fit import (
     CHAIN_METHODS,
     DEFAULT_CHAIN_METHOD,
     INITS,
+    METHODS,
     BMAPrior,
     ConvergenceWarning,
     check_priors,
@@ -35,6 +38,7 @@ __all__ = [
     "ESS_MIN",
     "INITS",
     "LATENT_SITES",
+    "METHODS",
     "RHAT_MAX",
     "BMAPrior",
     "ConvergenceWarning",

@@ -28,11 +28,13 @@ from ..mixers.predictive import predictive_mean
 from .diagnostics import diagnostics
 from .nuts import run_nuts
 from .posterior import DIMS, LATENT_SITES, Posterior, make_idata
+from .smc import check_smc_options, run_smc
 
 __all__ = [
     "CHAIN_METHODS",
     "DEFAULT_CHAIN_METHOD",
     "INITS",
+    "METHODS",
     "BMAPrior",
     "ConvergenceWarning",
     "fit",
@@ -41,6 +43,8 @@ __all__ = [
 
 INITS = ("uniform", "median", "map")
 CHAIN_METHODS = ("sequential", "vectorized")
+#: Samplers of :func:`fit`: NUTS (:mod:`.nuts`) or adaptive tempered SMC (:mod:`.smc`).
+METHODS = ("nuts", "smc")
 _INIT_STRATEGIES = {"uniform": init_to_uniform, "median": init_to_median}
 
 # Measured on the 2-core machine (BENCHMARKS.md, kejzlar2023, 4 × (1000 + 1000)): vectorizing
@@ -75,6 +79,16 @@ def _check_settings(**kw) -> None:
         raise OptionError(f"target_accept: expected a number in (0, 1), got {ta!r}")
     if kw["init"] not in INITS:
         raise OptionError(f"init: expected one of {list(INITS)}, got {kw['init']!r}")
+    if kw["method"] not in METHODS:
+        raise OptionError(f"method: expected one of {list(METHODS)}, got {kw['method']!r}")
+    if kw["method"] == "smc" and (kw["max_samples"] is not None or kw["thinning"] != 1):
+        raise OptionError(
+            "method 'smc' keeps every particle and has no draw budget: leave max_samples at "
+            f"None and thinning at 1 (got {kw['max_samples']!r}, {kw['thinning']!r})"
+        )
+    if kw["method"] != "smc" and kw["smc"]:
+        raise OptionError(f"smc settings {sorted(kw['smc'])} given, but method is "
+                          f"{kw['method']!r}: set method='smc' or drop them")  # fmt: skip
     if kw["chain_method"] not in CHAIN_METHODS:
         raise OptionError(
             f"chain_method: expected one of {list(CHAIN_METHODS)}, got {kw['chain_method']!r}"
@@ -96,6 +110,8 @@ def fit(
     dataset: Dataset,
     mixer: str = "dirichlet",
     *,
+    method: str = "nuts",
+    smc: Mapping[str, Any] | None = None,
     split: str = "train",
     likelihood: str = "mean",
     priors: Mapping[str, Any] | None = None,
@@ -126,6 +142,15 @@ def fit(
         The dataset (all splits kept in the result, for prediction and metrics).
     mixer
         A name of :data:`lbmm.mixers.MIXERS`.
+    method
+        ``"nuts"`` (default) or ``"smc"``: adaptive tempered sequential Monte Carlo
+        (:func:`lbmm.inference.smc.run_smc`), for posteriors with separated modes. With
+        SMC, ``num_chains`` independent populations of ``num_samples`` particles each are
+        the draws; ``num_warmup``, ``target_accept``, ``dense_mass``, ``max_tree_depth``,
+        ``init`` and ``chain_method`` are NUTS settings and not used; the estimate of the
+        log marginal likelihood is ``diagnostics["log_evidence"]``.
+    smc
+        SMC settings (:data:`lbmm.inference.smc.SMC_DEFAULTS`; unknown names refused).
     split
         The training split (BMA uses ``evidence_split`` for its evidences).
     likelihood
@@ -170,13 +195,14 @@ def fit(
         For a missing split or missing values in it.
     """
     spec = get_mixer(mixer)
-    method = chain_method or DEFAULT_CHAIN_METHOD
+    chain = chain_method or DEFAULT_CHAIN_METHOD
     _check_settings(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
                     thinning=thinning, max_tree_depth=max_tree_depth, seed=seed,
                     max_samples=max_samples, target_accept=target_accept, init=init,
-                    chain_method=method)  # fmt: skip
+                    chain_method=chain, method=method, smc=smc)  # fmt: skip
     settings: dict[str, Any] = {
         "mixer": mixer,
+        "method": method,
         "split": split,
         "likelihood": likelihood,
         "num_warmup": num_warmup,
@@ -188,11 +214,13 @@ def fit(
         "target_accept": target_accept,
         "max_tree_depth": max_tree_depth,
         "init": init,
-        "chain_method": method,
+        "chain_method": chain,
         "priors": {k: repr(v) for k, v in (priors or {}).items()},
     }
     key = jax.random.PRNGKey(seed)
     if spec.model is None:
+        if method != "nuts":
+            raise OptionError(f"mixer 'bma' is closed form; method {method!r} does not apply")
         return _fit_bma(dataset, spec, key, settings, options, priors, likelihood,
                         discrepancy, evidence_split, num_chains, num_samples)  # fmt: skip
     train = dataset.split(split, require_observed=True)
@@ -207,6 +235,14 @@ def fit(
     model_args = (jnp.asarray(train.F), jnp.asarray(train.x), jnp.asarray(train.y))
     model_kwargs = {"likelihood_kind": likelihood, "priors": priors, **opts,
                     **spec.fit_arrays(train.x, opts)}  # fmt: skip
+    if method == "smc":
+        settings["smc"] = check_smc_options(smc)
+        for k in ("num_warmup", "target_accept", "max_tree_depth", "init", "chain_method",
+                  "dense_mass", "max_samples", "thinning"):  # fmt: skip
+            settings.pop(k, None)
+        return _fit_smc(dataset, mixer, spec, key, settings, model_args, model_kwargs,
+                        likelihood, split, check_split, opts, num_chains, num_samples,
+                        progress, progress_bar, warn)  # fmt: skip
     t0 = time.perf_counter()
     init_params = None
     if init == "map":
@@ -229,7 +265,7 @@ def fit(
             thinning=thinning,
             max_samples=max_samples,
             check=check,
-            chain_method=method,
+            chain_method=chain,
             init_strategy=_INIT_STRATEGIES.get(init, init_to_uniform)
             if init_params is None
             else None,
@@ -254,7 +290,41 @@ def fit(
     diag["grad_evals"] = res.record["grad_evals"]
     diag["sampling"] = res.record
     mass = "dense" if dense_mass is True else "diag" if not dense_mass else "block-dense"
-    diag["sampler"] = f"NUTS ({method}, {mass} mass)"
+    diag["sampler"] = f"NUTS ({chain}, {mass} mass)"
+    if warn:
+        _warn(diag, mixer, spec.hint(likelihood))
+    return Posterior(mixer, idata, dataset, settings, diag)
+
+
+def _fit_smc(dataset, mixer, spec, key, settings, model_args, model_kwargs, likelihood, split,
+             check_split, opts, num_chains, num_samples, progress, progress_bar, warn):  # fmt: skip
+    """The SMC branch of :func:`fit`: populations as chains, particles as draws."""
+    check = _make_check(mixer, dataset, split, check_split, opts, likelihood, warmup=0)
+    bar = _ProgressBar(f"{spec.label} (SMC)") if progress_bar else None
+    t0 = time.perf_counter()
+    try:
+        res = run_smc(spec.model, model_args, model_kwargs, key=key, num_particles=num_samples,
+                      num_populations=num_chains, options=settings["smc"],
+                      progress=_tee(progress, bar))  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    dims = dict(DIMS)
+    if likelihood == "density":
+        dims["sigma"] = ["model"]
+    idata = make_idata(res.samples, dataset, split, res.stats, dims)
+    diag = check(res.samples, res.stats, final=True)
+    record = dict(res.record)
+    record["draws_per_chain"] = num_samples
+    diag.update(
+        wall_s=wall,
+        grad_evals=record["grad_evals"],
+        sampling=record,
+        log_evidence=record["log_evidence"],
+        log_evidence_sd=record["log_evidence_sd"],
+        sampler="SMC (adaptive tempered, HMC moves)",
+    )
     if warn:
         _warn(diag, mixer, spec.hint(likelihood))
     return Posterior(mixer, idata, dataset, settings, diag)
