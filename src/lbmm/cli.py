@@ -293,11 +293,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         zn = parse_label(zn) if isinstance(zn, str) else zn
         if zn not in nuclei:
             nuclei.append(zn)
-    df = run.predict(nuclei, args.mixers, seed=args.seed)
+    df = run.predict(nuclei, args.mixers, seed=args.seed, derive=args.derive)
     if args.json:
         print(df.to_json(orient="records", indent=2))
         return 0
-    obs = run.manifest["dataset"]["observable"]
+    obs = args.derive or run.manifest["dataset"]["observable"]
     labels = {k: r["label"] for k, r in run.manifest["mixers"].items()}
     print(f"{obs} predictions (MeV) from {run.path}")
     head = f"{'nucleus':<8}{'mixer':<22}{'mean':>9}{'sd':>8}{'68% interval':>20}"
@@ -454,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixers", nargs="+", metavar="KEY", help="mixer entries (default: all)")
     p.add_argument("--seed", type=int, help="seed of the predictive draws")
     p.add_argument("--json", action="store_true", help="print JSON records")
+    p.add_argument(
+        "--derive",
+        metavar="QUANTITY",
+        help="for a run of binding energies (BE): predict S2n, Sn, S2p, Sp or Qa, formed "
+        "draw by draw from the joint BE draws at the nuclei it needs",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("studies", help="list the built-in studies")

@@ -31,6 +31,7 @@ __all__ = [
     "Prediction",
     "calibration",
     "crps_samples",
+    "derive",
     "ecp",
     "evaluate",
     "interval_score",
@@ -213,6 +214,83 @@ def predict(
     )
     return Prediction(posterior.mixer, ds.Z[idx], ds.N[idx], labels, out["y"], out["mu"],
                       out["weights"], y_obs, out["log_density"], ds.models)  # fmt: skip
+
+
+def derive(
+    posterior: Posterior,
+    quantity: str,
+    where: Iterable | None = None,
+    *,
+    seed: int = 1,
+) -> Prediction:
+    """Predictive draws of a quantity derived from binding energies (S2n, Sn, Qa, ...).
+
+    For a fit whose observable is ``BE``: the binding energies are predicted *jointly* at
+    every nucleus the quantity needs (the same posterior draw everywhere), and the quantity
+    is formed draw by draw, e.g. S2n(Z, N) = BE(Z, N) − BE(Z, N − 2), so the correlation of
+    the two energies (shared weights, shared parameters) is kept rather than the two
+    predictive laws combined as if independent.
+
+    Parameters
+    ----------
+    quantity
+        A name of :data:`lbmm.data.observables.DERIVED`.
+    where
+        (Z, N) pairs or labels; default every nucleus of the dataset whose neighbours the
+        quantity needs are in the dataset too.
+
+    Returns
+    -------
+    Prediction
+        ``y`` and ``mu`` the derived draws; ``weights`` those at the nucleus itself;
+        ``y_obs`` the quantity from the observed energies where all are known;
+        ``log_density`` NaN (the derived law has no closed form).
+    """
+    from .data.elements import label as nucleus_label
+    from .data.elements import parse_label
+    from .data.errors import DataError
+    from .data.observables import linear_terms
+
+    ds = posterior.dataset
+    if ds.observable != "BE":
+        raise DataError(
+            f"derive {quantity!r}: the fit's observable is {ds.observable!r}; deriving needs "
+            "a fit of binding energies (observable 'BE')"
+        )
+    terms, const = linear_terms(quantity)
+    have = set(zip(ds.Z.tolist(), ds.N.tolist(), strict=True))
+    if where is None:
+        targets = [(z, n) for z, n in sorted(have)
+                   if all((z + dz, n + dn) in have for dz, dn, _ in terms)]  # fmt: skip
+    else:
+        targets = [parse_label(w) if isinstance(w, str) else (int(w[0]), int(w[1]))
+                   for w in where]  # fmt: skip
+        for z, n in targets:
+            for dz, dn, _ in terms:
+                if (z + dz, n + dn) not in have:
+                    raise DataError(
+                        f"derive {quantity!r} at {nucleus_label(z, n)}: needs BE of "
+                        f"{nucleus_label(z + dz, n + dn)}, which is not in the dataset"
+                    )
+    if not targets:
+        raise DataError(f"derive {quantity!r}: no nucleus of the dataset has the neighbours")
+    needed = sorted({(z + dz, n + dn) for z, n in targets for dz, dn, _ in terms})
+    base = predict(posterior, needed, seed=seed)
+    col = {zn: i for i, zn in enumerate(needed)}
+    y = np.full((base.y.shape[0], len(targets)), const)
+    mu = np.full_like(y, const)
+    y_obs = np.full(len(targets), const)
+    for dz, dn, c in terms:
+        idx = [col[(z + dz, n + dn)] for z, n in targets]
+        y += c * base.y[:, idx]
+        mu += c * base.mu[:, idx]
+        y_obs += c * base.y_obs[idx]
+    self_idx = [col[zn] for zn in targets]
+    Z = np.array([z for z, _ in targets])
+    N = np.array([n for _, n in targets])
+    labels = tuple(nucleus_label(z, n) for z, n in targets)
+    return Prediction(posterior.mixer, Z, N, labels, y, mu, base.weights[:, self_idx],
+                      y_obs, np.full_like(y, np.nan), base.models)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- metrics

@@ -187,6 +187,7 @@ class Run:
         mixers: Iterable[str] | None = None,
         *,
         seed: int | None = None,
+        derive: str | None = None,
     ) -> pd.DataFrame:
         """Predictions at some nuclei from the stored posteriors (no sampling).
 
@@ -199,6 +200,10 @@ class Run:
             Mixer keys; default all.
         seed
             Seed of the predictive draws; default each entry's seed + 1 (as in the run).
+        derive
+            For a run of binding energies: a quantity of
+            :data:`lbmm.data.observables.DERIVED` (``"S2n"``, ``"Sn"``, ...) formed draw by
+            draw from the joint BE draws (:func:`lbmm.predict.derive`).
 
         Returns
         -------
@@ -208,6 +213,7 @@ class Run:
             at the same nuclei: the same draws (``[predict] max_draws``) and random draws
             keyed by nucleus.
         """
+        from .predict import derive as derive_fn
         from .predict import predict
 
         nuclei = list(nuclei)
@@ -216,7 +222,9 @@ class Run:
         for key in mixers or self.keys:
             post = thin(self.posterior(key), max_draws)
             s = seed if seed is not None else int(self.manifest["mixers"][key]["seed"]) + 1
-            df = predict(post, nuclei, seed=s).summary(levels=INTERVAL_LEVELS)
+            pred = (derive_fn(post, derive, nuclei, seed=s) if derive
+                    else predict(post, nuclei, seed=s))  # fmt: skip
+            df = pred.summary(levels=INTERVAL_LEVELS)
             df.insert(0, "mixer", key)
             frames.append(df)
         return pd.concat(frames, ignore_index=True)

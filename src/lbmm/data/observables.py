@@ -28,7 +28,7 @@ import pandas as pd
 from .errors import DataError
 from .tables import MassTable
 
-__all__ = ["BE_HE4", "OBSERVABLES", "Observable", "observable"]
+__all__ = ["BE_HE4", "DERIVED", "OBSERVABLES", "Observable", "linear_terms", "observable"]
 
 BE_HE4 = 28.295674  # MeV, AME2020
 
@@ -41,6 +41,8 @@ _LINEAR: dict[str, tuple[tuple[tuple[int, int, float], ...], float]] = {
     "Qa": (((-2, -2, 1.0), (0, 0, -1.0)), BE_HE4),
 }
 OBSERVABLES: tuple[str, ...] = (*_LINEAR, "BE/A", "BE")
+#: Observables that are linear combinations of binding energies (derivable from BE draws).
+DERIVED: tuple[str, ...] = tuple(_LINEAR)
 _ALIASES = {s.lower(): s for s in OBSERVABLES} | {"qalpha": "Qa", "q_alpha": "Qa", "bea": "BE/A"}
 
 
@@ -87,6 +89,24 @@ class Observable:
             {"value": self.value, "uncertainty": self.uncertainty, "estimated": self.estimated},
             index=idx,
         )
+
+
+def linear_terms(name: str) -> tuple[tuple[tuple[int, int, float], ...], float]:
+    """An observable as a combination of binding energies: ((dZ, dN, coefficient), ...) and
+    a constant, so that y(Z, N) = Σ c · BE(Z + dZ, N + dN) + constant.
+
+    Raises
+    ------
+    DataError
+        For a name that is not such a combination (``BE``, ``BE/A``, unknown names).
+    """
+    canon = canonical_name(name)
+    if canon not in _LINEAR:
+        raise DataError(
+            f"observable {name!r} is not a combination of binding energies; expected one of "
+            f"{list(_LINEAR)}"
+        )
+    return _LINEAR[canon]
 
 
 def canonical_name(name: str) -> str:
