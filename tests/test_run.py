@@ -404,3 +404,31 @@ def test_validation_folds_are_fitted_and_scored(tmp_path, cache_dir):
     assert "test" in r.metrics()["mixers"]["linear"]  # the test split is scored as before
     tc = calibration_table(r.metrics())
     assert list(tc["scored on"]) == ["test", "neutron_rich"]
+
+
+def test_binding_energy_run_derives_s2n_and_sn(tmp_path, cache_dir):
+    """A run of binding energies writes derived.csv: S2n and Sn formed draw by draw from the
+    same BE draws as predictions.csv, so their means are the differences of its means."""
+    from lbmm.report.figures import drip_line, drip_lines_figure
+    from lbmm.report.tables import sigma_k_table
+
+    raw = tiny_study("be", mixers=("linear",), data={"recipe": "masses", "models": MODELS})
+    r = run_study(study_from_dict(raw), output=tmp_path / "be", cache_dir=cache_dir,
+                  report=False)  # fmt: skip
+    d, p = r.derived(), r.predictions()
+    assert set(d["quantity"]) == {"S2n", "Sn"}
+    be = p.set_index(["Z", "N"])["mean"]
+    for q, dn in (("S2n", 2), ("Sn", 1)):
+        rows = d[d["quantity"] == q]
+        expect = be.loc[list(zip(rows["Z"], rows["N"], strict=True))].to_numpy() - be.loc[
+            list(zip(rows["Z"], rows["N"] - dn, strict=True))].to_numpy()  # fmt: skip
+        np.testing.assert_allclose(rows["mean"].to_numpy(), expect, atol=1e-8)
+    # observed S2n of 208Pb from AME2012's energies: the default dataset's value
+    pb = d[(d["quantity"] == "S2n") & (d["nucleus"] == "208Pb")]
+    (i,) = lbmm.load_dataset("default").index_of(["208Pb"])
+    assert pb["y_obs"].item() == pytest.approx(lbmm.load_dataset("default").y[i], abs=1e-9)
+    sn = d[(d["quantity"] == "Sn") & (d["mixer"] == "linear")]
+    zs, nd = drip_line(sn["Z"].to_numpy(), sn["N"].to_numpy(), sn["p_exist"].to_numpy())
+    assert zs.size > 50 and (nd > zs).all()  # past N = Z on every chain
+    assert drip_lines_figure(d, [("linear", "GBMM+L")], tmp_path / "e.png").stat().st_size > 0
+    assert sigma_k_table(r.metrics()).empty  # no density mixer here

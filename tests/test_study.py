@@ -41,7 +41,7 @@ def _error(raw: dict) -> str:
 
 def test_builtin_studies_are_listed_with_descriptions():
     studies = builtin_studies()
-    assert set(studies) == set(BUILTIN_STUDIES) == {"default", "kejzlar2023"}
+    assert set(studies) == set(BUILTIN_STUDIES) == {"default", "kejzlar2023", "masses"}
     assert all(isinstance(d, str) and d for d in studies.values())
 
 

@@ -99,12 +99,7 @@ class Prediction:
 
     def map(self, bins: int = 60) -> np.ndarray:
         """Mode of each predictive law, from a histogram of the draws."""
-        out = np.empty(self.y.shape[1])
-        for i in range(self.y.shape[1]):
-            h, edges = np.histogram(self.y[:, i], bins=bins)
-            j = int(np.argmax(h))
-            out[i] = 0.5 * (edges[j] + edges[j + 1])
-        return out
+        return _modes(self.y, bins)
 
     def interval(self, level: float = 0.68) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed credible interval at ``level``."""
@@ -144,6 +139,16 @@ class Prediction:
             df[f"hi{round(lv * 100)}"] = hi
         df["p_exist"] = self.existence_probability()
         return df
+
+
+def _modes(draws: np.ndarray, bins: int = 60) -> np.ndarray:
+    """Mode of each column of (S, n) draws: the centre of the fullest of ``bins`` bins."""
+    out = np.empty(draws.shape[1])
+    for i in range(draws.shape[1]):
+        h, edges = np.histogram(draws[:, i], bins=bins)
+        j = int(np.argmax(h))
+        out[i] = 0.5 * (edges[j] + edges[j + 1])
+    return out
 
 
 def _resolve(
@@ -356,8 +361,9 @@ def calibration(samples: np.ndarray, y: np.ndarray) -> dict:
 
 
 def evaluate(pred: Prediction, levels: Sequence[float] = ECP_LEVELS) -> dict:
-    """Scores of a prediction where y is observed: rms of the predictive mean, ECP, CRPS,
-    mean log predictive density and :func:`calibration`."""
+    """Scores of a prediction where y is observed: rms of the predictive mean (and of the
+    median and the mode, ``rms_median``, ``rms_map``), ECP, CRPS, mean log predictive
+    density and :func:`calibration`."""
     ok = np.isfinite(pred.y_obs)
     if not ok.any():
         raise ValueError("no observed values at the predicted nuclei")
@@ -366,6 +372,8 @@ def evaluate(pred: Prediction, levels: Sequence[float] = ECP_LEVELS) -> dict:
     lpd = logsumexp(jnp.asarray(pred.log_density[:, ok]), axis=0) - np.log(ys.shape[0])
     return {
         "rms": float(np.sqrt(np.mean((pred.mean[ok] - y) ** 2))),
+        "rms_median": float(np.sqrt(np.mean((np.median(ys, axis=0) - y) ** 2))),
+        "rms_map": float(np.sqrt(np.mean((_modes(ys) - y) ** 2))),
         "ecp": ecp(ys, y, levels),
         "crps": float(np.mean(crps_samples(ys, y))),
         "mlpd": float(np.mean(np.asarray(lpd))),
@@ -476,6 +484,8 @@ def _scores(sub: Prediction) -> dict[str, Any]:
     ev = evaluate(sub)
     return {
         "rms": ev["rms"],
+        "rms_median": ev["rms_median"],
+        "rms_map": ev["rms_map"],
         "n": ev["n"],
         "nuclei": list(sub.labels),
         "ecp": {"levels": list(ev["ecp"]), "coverage": list(ev["ecp"].values())},

@@ -176,6 +176,12 @@ class Run:
         p = self.path / "weights.csv"
         return pd.read_csv(p) if p.is_file() else None
 
+    def derived(self) -> pd.DataFrame | None:
+        """``derived.csv`` (runs of binding energies: S2n and Sn from joint BE draws), or
+        None for other runs."""
+        p = self.path / "derived.csv"
+        return pd.read_csv(p) if p.is_file() else None
+
     def dataset_frame(self, corrected: bool = False) -> pd.DataFrame:
         """``dataset.csv`` (or ``dataset_corrected.csv``)."""
         name = "dataset_corrected.csv" if corrected else "dataset.csv"

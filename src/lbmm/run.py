@@ -13,6 +13,8 @@ prediction domain, computes the metrics and writes one folder::
       predictions.csv      every nucleus of the prediction domain × mixer: mean, sd, 68 % and
                            95 % intervals, existence probability, observed value
       weights.csv          local mixers: posterior mean and sd of each model's weight per nucleus
+      derived.csv          runs of binding energies: S2n and Sn formed draw by draw from the
+                           joint BE draws (mean, sd, intervals, P(> 0)) per mixer and nucleus
       metrics.json         rms, σ, coverage (ECP), CRPS, log density and weights per model/mixer
       tables/ figures/ report.html   (:func:`lbmm.report.build_report`; ``lbmm report`` redoes them)
 
@@ -302,6 +304,7 @@ class _MixerOutcome:
     predictions: pd.DataFrame
     weights: pd.DataFrame | None
     record: dict[str, Any]
+    derived: pd.DataFrame | None = None
 
 
 def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None):
@@ -405,7 +408,38 @@ def _run_mixer(
         metrics["folds"], record["folds"] = _fold_scores(entry, ds, folds, bar, progress, max_draws)
         record["folds_s"] = time.perf_counter() - t2
     weights = _weights_frame(entry, pred) if metrics["local"] else None
-    return _MixerOutcome(metrics, _prediction_frame(entry, pred, ds, where), weights, record)
+    derived = None
+    if ds.observable == "BE":
+        t3 = time.perf_counter()
+        derived = _derived_frame(entry, used, ds, where)
+        record["derive_s"] = time.perf_counter() - t3
+    return _MixerOutcome(metrics, _prediction_frame(entry, pred, ds, where), weights, record,
+                         derived)  # fmt: skip
+
+
+#: Quantities derived draw by draw from the binding energies of a BE run (``derived.csv``).
+DERIVED_QUANTITIES = ("S2n", "Sn")
+
+
+def _derived_frame(entry, post, ds: Dataset, where: np.ndarray) -> pd.DataFrame:
+    """S2n and Sn over the prediction domain, from joint BE draws (:func:`derive`): one row
+    per quantity and nucleus whose neighbours are in the domain too."""
+    from .data.observables import linear_terms
+    from .predict import derive
+
+    have = set(zip(ds.Z[where].tolist(), ds.N[where].tolist(), strict=True))
+    frames = []
+    for q in DERIVED_QUANTITIES:
+        terms, _ = linear_terms(q)
+        targets = [zn for zn in sorted(have)
+                   if all((zn[0] + dz, zn[1] + dn) in have for dz, dn, _ in terms)]  # fmt: skip
+        if not targets:  # e.g. Sn on even-even nuclei only
+            continue
+        df = derive(post, q, targets, seed=entry.seed + 1).summary(levels=INTERVAL_LEVELS)
+        df.insert(0, "quantity", q)
+        df.insert(0, "mixer", entry.key)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _describe(entry) -> str:
@@ -612,7 +646,7 @@ def run_study(
         metrics: dict[str, Any] = {"mixers": {}, "models": {"raw": _model_metrics(ds)}}
         if corrected is not None:
             metrics["models"]["corrected"] = _model_metrics(corrected)
-        records, frames, wframes = {}, [], []
+        records, frames, wframes, dframes = {}, [], [], []
         folds = _study_folds(st, ds)
         for i, entry in enumerate(st.mixers, 1):
             data = corrected if entry.corrected else ds
@@ -628,12 +662,16 @@ def run_study(
             frames.append(out.predictions)
             if out.weights is not None:
                 wframes.append(out.weights)
+            if out.derived is not None:
+                dframes.append(out.derived)
         ds.to_frame().to_csv(tmp / "dataset.csv", index=False)
         if corrected is not None:
             corrected.to_frame().to_csv(tmp / "dataset_corrected.csv", index=False)
         pd.concat(frames, ignore_index=True).to_csv(tmp / "predictions.csv", index=False)
         if wframes:
             pd.concat(wframes, ignore_index=True).to_csv(tmp / "weights.csv", index=False)
+        if dframes:
+            pd.concat(dframes, ignore_index=True).to_csv(tmp / "derived.csv", index=False)
         write_json(tmp / "metrics.json", metrics)
         (tmp / "study.toml").write_text(st.to_toml(), "utf-8")
         if cache.get("used"):

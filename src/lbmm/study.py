@@ -57,7 +57,7 @@ __all__ = [
     "study_from_dict",
 ]
 
-BUILTIN_STUDIES = ("default", "kejzlar2023")
+BUILTIN_STUDIES = ("default", "kejzlar2023", "masses")
 MAX_INT = 2**31 - 1
 """The largest count a study may give (draws, chains, ...): JAX counts in 32-bit integers."""
 MAX_SEED = 2**32 - 1

@@ -95,6 +95,26 @@ def test_default_dataset_needs_only_pip():
     assert all(0.1 < r < 1.0 for r in ds.rms("train").values())
 
 
+def test_masses_dataset_is_binding_energies_of_every_parity():
+    ds = load_dataset("masses")
+    default = load_dataset("default")
+    assert ds.observable == "BE" and ds.models == default.models
+    c = ds.counts()
+    # measured in AME2003 (Z >= 8, every parity): about four times the even-even S2n set
+    assert c["train"] > 4 * default.counts()["train"] and c["test"] > 100
+    tr = ds.splits["train"]
+    parities = {(int(z) % 2, int(n) % 2) for z, n in zip(ds.Z[tr], ds.N[tr], strict=True)}
+    assert parities == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    # AME2012's binding energy of 208Pb (1636.430 MeV), and S2n = BE(Z, N) − BE(Z, N − 2)
+    # equal to the default dataset's S2n wherever both are in
+    (i,) = ds.index_of(["208Pb"])
+    assert ds.y[i] == pytest.approx(1636.43, abs=0.01)
+    j, k = ds.index_of(["208Pb", "206Pb"])
+    (m,) = default.index_of(["208Pb"])
+    assert ds.y[j] - ds.y[k] == pytest.approx(default.y[m], abs=1e-9)
+    assert np.nanmax(np.abs(ds.F[tr] - ds.y[tr, None])) < 10.0  # no mislabelled rows
+
+
 def test_unknown_recipe():
     with pytest.raises(DataError, match=r"unknown dataset recipe 'nope'.*kejzlar2023"):
         load_dataset("nope")

@@ -326,6 +326,43 @@ def existence_figure(pred: pd.DataFrame, keys_labels: Sequence[tuple[str, str]],
     return _save(fig, path)
 
 
+def drip_line(Z: np.ndarray, N: np.ndarray, p: np.ndarray, level: float = 0.5):
+    """Per proton number, the largest N whose existence probability is at least ``level``
+    (the neutron drip line at that confidence): arrays (Z, N_drip) over the Z present."""
+    zs, out = [], []
+    for z in np.unique(Z):
+        m = (Z == z) & (p >= level)
+        if m.any():
+            zs.append(int(z))
+            out.append(int(N[m].max()))
+    return np.asarray(zs), np.asarray(out)
+
+
+def drip_lines_figure(derived: pd.DataFrame, keys_labels: Sequence[tuple[str, str]],
+                      path: Path) -> Path:  # fmt: skip
+    """P(Sn > 0) and P(S2n > 0) over the chart, one row per mixer, with the drip lines at
+    P = 0.5 (solid) and their band from P = 0.84 to P = 0.16 (dashed)."""
+    qs = [q for q in ("Sn", "S2n") if (derived["quantity"] == q).any()]
+    k = len(keys_labels)
+    fig, axes = _subplots(k, len(qs), figsize=(4.6 * len(qs), 3.1 * k), squeeze=False,
+                          constrained_layout=True)  # fmt: skip
+    mesh = None
+    for i, (key, lab) in enumerate(keys_labels):
+        for j, q in enumerate(qs):
+            d = derived[(derived["mixer"] == key) & (derived["quantity"] == q)]
+            ax = axes[i, j]
+            Z, N, pe = d["Z"].to_numpy(), d["N"].to_numpy(), d["p_exist"].to_numpy()
+            mesh = chart(ax, Z, N, pe, cmap="RdYlGn", vmin=0, vmax=1)
+            for level, style in ((0.5, "-"), (0.84, "--"), (0.16, "--")):
+                zs, nd = drip_line(Z, N, pe, level)
+                ax.step(nd + 0.5, zs, where="mid", color="k", lw=0.7, ls=style)
+            ax.set_title(f"{lab}: P({q} > 0)", fontsize=9)
+            ax.tick_params(labelsize=7)
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.8, label="existence probability")
+    fig.suptitle("Existence from binding energies (Sn, S2n formed draw by draw); drip lines")
+    return _save(fig, path)
+
+
 def hyperparameters(posterior, limit: int = MAX_TRACE_PANELS) -> dict[str, np.ndarray]:
     """Scalar series (chain, draw) of the hyperparameters of a posterior: every float variable
     without a nucleus or basis dimension and with at most 3p elements, flattened (σ first,
@@ -506,11 +543,21 @@ def make_figures(run, folder: Path, table2: pd.DataFrame) -> list[FigureInfo]:
             "Posterior predictive mean with 68 % and 95 % credible bands, against the data "
             "(dots: train; red circles: test).")  # fmt: skip
 
-    existence_figure(pred, [(k, v["label"]) for k, v in mixers.items()],
-                     folder / "existence.png", obs)  # fmt: skip
-    add("existence.png", "Predictions", "Existence probability",
-        f"Posterior predictive probability that {obs} > 0 (for S2n: the nucleus is bound "
-        "against two-neutron emission).")  # fmt: skip
+    derived = run.derived()
+    if derived is not None:
+        drip_lines_figure(derived, [(k, v["label"]) for k, v in mixers.items()],
+                          folder / "existence.png")  # fmt: skip
+        add("existence.png", "Predictions", "Existence probability and drip lines",
+            "P(Sn > 0) and P(S2n > 0), each formed draw by draw from the joint predictive "
+            "draws of the binding energies of neighbouring nuclei (their correlation kept). "
+            "Solid: the drip line (largest N per Z with P ≥ 0.5); dashed: P ≥ 0.84 and "
+            "P ≥ 0.16.")  # fmt: skip
+    elif obs != "BE":
+        existence_figure(pred, [(k, v["label"]) for k, v in mixers.items()],
+                         folder / "existence.png", obs)  # fmt: skip
+        add("existence.png", "Predictions", "Existence probability",
+            f"Posterior predictive probability that {obs} > 0 (for S2n: the nucleus is bound "
+            "against two-neutron emission).")  # fmt: skip
 
     for key, rec in man["mixers"].items():
         if rec["diagnostics"].get("sampler") in ("closed form", "exact"):

@@ -179,6 +179,14 @@ def render_html(man: Mapping[str, Any], tables: Mapping[str, Any],
     t2, _, _ = tables["table2"]
     td, _, _ = tables["diagnostics"]
     tc, _, _ = tables["calibration"]
+    ts, _, _ = tables["sigma_k"]
+    sigma_k = "" if ts.empty else (
+        '<h2 id="sigma_k">Noise scale of each model (density mixing)</h2>\n'
+        '<p class="muted">Posterior mean σ_k (MeV) of each model\'s component in the mixture '
+        'of predictive densities y ~ Σ ω_k N(f_k, σ_k²). Files: '
+        f'{_link("tables/sigma_k.csv")}, {_link("tables/sigma_k.md")}.</p>\n'
+        f"{frame_html(ts, 3)}"
+    )  # fmt: skip
     bad = [c is False for c in td.get("converged", [])]
     warn = ""
     if any(bad):
@@ -247,6 +255,7 @@ evidences on the evidence nuclei. GBMM: posterior-mean global weights. Local mix
 weight over the training nuclei. Files: {_link("tables/table2.csv")},
 {_link("tables/table2.md")}.</p>
 {frame_html(t2, 2)}
+{sigma_k}
 <h2 id="calibration">Calibration on the test split and the validation folds</h2>
 <p class="muted">Scored on nuclei the fit did not see (BMA: test nuclei less its evidence
 nuclei). Mean and max |ECP − level| over the equal-tailed intervals at 10, 20 … 90 %; PIT: the

@@ -132,7 +132,8 @@ def diagnostics_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
 
 #: The calibration scores of a test split or fold, as (metrics key, column name).
 CALIBRATION_SCORES = (
-    ("n", "n"), ("rms", "rms"), ("ecp_mean_abs", "mean abs(ECP−level)"),
+    ("n", "n"), ("rms", "rms"), ("rms_median", "rms (median)"), ("rms_map", "rms (MAP)"),
+    ("ecp_mean_abs", "mean abs(ECP−level)"),
     ("ecp_max_abs", "max abs(ECP−level)"), ("pit_ks_p", "PIT KS p"), ("pit_sd", "PIT sd"),
     ("outside_95", "outside 95 %"), ("interval_score_95", "IS 95 %"), ("crps", "CRPS"),
     ("mlpd", "mlpd"),
@@ -156,7 +157,8 @@ def calibration_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-CALIBRATION_DIGITS = {"n": 0, "rms": 3, "mean abs(ECP−level)": 3, "max abs(ECP−level)": 3,
+CALIBRATION_DIGITS = {"n": 0, "rms": 3, "rms (median)": 3, "rms (MAP)": 3,
+                      "mean abs(ECP−level)": 3, "max abs(ECP−level)": 3,
                       "PIT KS p": 3, "PIT sd": 3, "outside 95 %": 2, "IS 95 %": 2, "CRPS": 3,
                       "mlpd": 2}  # fmt: skip
 
@@ -234,9 +236,17 @@ DIAG_DIGITS = {"max R-hat": 4, "min bulk ESS": 0, "min tail ESS": 0, "fit (s)": 
                "predict (s)": 1}  # fmt: skip
 
 
+def sigma_k_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows: the mixers with one noise scale per model (density likelihood); columns: the
+    posterior mean σ_k of each model (MeV). Empty without such mixers."""
+    rows = [{"name": v.get("label", key), "key": key, **v["sigma_k"]}
+            for key, v in metrics.get("mixers", {}).items() if v.get("sigma_k")]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def write_tables(metrics: Mapping[str, Any], manifest: Mapping[str, Any], folder: Path) -> dict:
-    """Write Table 1, Table 2, the calibration and the diagnostics tables as CSV and markdown
-    into ``folder``.
+    """Write Table 1, Table 2, the σ_k (density mixers), calibration and diagnostics tables
+    as CSV and markdown into ``folder``.
 
     Returns
     -------
@@ -245,11 +255,12 @@ def write_tables(metrics: Mapping[str, Any], manifest: Mapping[str, Any], folder
     """
     folder.mkdir(parents=True, exist_ok=True)
     t1, t2, td = table1(metrics), table2(metrics), diagnostics_table(manifest)
-    tc = calibration_table(metrics)
+    tc, ts = calibration_table(metrics), sigma_k_table(metrics)
     out = {}
     for name, raw, disp, digits in (
         ("table1", t1, table1_display(t1), 3),
         ("table2", t2, table2_display(t2), 2),
+        ("sigma_k", ts, ts.drop(columns=["key"], errors="ignore"), 3),
         ("calibration", tc, tc.drop(columns=["key"], errors="ignore"), CALIBRATION_DIGITS),
         ("diagnostics", td, diagnostics_display(td), DIAG_DIGITS),
     ):
