@@ -432,3 +432,32 @@ def test_binding_energy_run_derives_s2n_and_sn(tmp_path, cache_dir):
     assert zs.size > 50 and (nd > zs).all()  # past N = Z on every chain
     assert drip_lines_figure(d, [("linear", "GBMM+L")], tmp_path / "e.png").stat().st_size > 0
     assert sigma_k_table(r.metrics()).empty  # no density mixer here
+
+
+def test_reuse_takes_matching_posteriors_and_says_why_not_others(run, tmp_path, cache_dir,
+                                                                  monkeypatch):  # fmt: skip
+    import lbmm.run as run_module
+    from lbmm.results import sha256
+
+    again = run_study(study_from_dict(tiny_study()), output=tmp_path / "again",
+                      cache_dir=cache_dir, report=False, reuse=run.path)  # fmt: skip
+    entries = again.manifest["reuse"]["entries"]
+    assert all(e["reused"] for e in entries.values()) and set(entries) == {"bma", "linear"}
+    rec = again.manifest["mixers"]["linear"]
+    assert rec["fit_s"] == 0 and rec["reused_from"].endswith("posterior/linear.nc")
+    assert sha256(again.path / "posterior/linear.nc") == sha256(run.path / "posterior/linear.nc")
+    pd.testing.assert_frame_equal(again.predictions(), run.predictions())
+    # another seed: the entry differs, so it is sampled, and the manifest says why
+    other = run_study(study_from_dict(tiny_study(mixers=("linear",), seed=4)),
+                      output=tmp_path / "other", cache_dir=cache_dir, report=False,
+                      reuse=run.path)  # fmt: skip
+    why = other.manifest["reuse"]["entries"]["linear"]
+    assert not why["reused"] and "seed" in why["why"]
+    assert other.manifest["mixers"]["linear"]["fit_s"] > 0
+    # other package versions: refitted too
+    real = run_module.package_versions
+    monkeypatch.setattr(run_module, "package_versions", lambda: {**real(), "jax": "0.0.1"})
+    newer = run_study(study_from_dict(tiny_study(mixers=("bma",))), output=tmp_path / "newer",
+                      cache_dir=cache_dir, report=False, reuse=run.path)  # fmt: skip
+    why = newer.manifest["reuse"]["entries"]["bma"]
+    assert not why["reused"] and "jax" in why["why"] and "0.0.1" in why["why"]

@@ -235,6 +235,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress_bar=not args.quiet and sys.stderr.isatty(),
             cache_dir=args.cache_dir,
             report=not args.no_report,
+            reuse=args.reuse,
         )
     except KeyboardInterrupt:
         print("lbmm: interrupted; no run folder was written", file=sys.stderr)
@@ -430,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-report",
         action="store_true",
         help="skip tables, figures and report.html (lbmm report makes them later)",
+    )
+    p.add_argument(
+        "--reuse",
+        metavar="RUN",
+        help="take the posterior of each entry whose settings, seed, dataset and package "
+        "versions match those of this earlier run instead of sampling it (the manifest says "
+        "which and why)",
     )
     p.add_argument(
         "--cache-dir",

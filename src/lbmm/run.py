@@ -299,6 +299,78 @@ def _weights_frame(entry, pred) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
+class _Reuse:
+    """A stored posterior that a run may take instead of sampling (``--reuse``)."""
+
+    source: Path  # the posterior file in the earlier run
+    folds: tuple[dict, dict] | None  # its validation-fold scores and records, when the same
+
+
+def _reuse_plan(src: Run, st: Study, ds: Dataset, corrected: Dataset | None,
+                folds) -> dict[str, tuple[_Reuse | None, str]]:  # fmt: skip
+    """For each entry of ``st``: the earlier run's posterior when the entry's settings (seed
+    included), the dataset and the package versions are the same, else None and why not."""
+    man = src.manifest
+    old = {m["key"]: m for m in man["study"]["mixers"]}
+    new = {m["key"]: m for m in st.to_dict()["mixers"]}
+    now = package_versions()
+    changed = sorted(k for k in set(now) | set(man.get("versions", {}))
+                     if now.get(k) != man.get("versions", {}).get(k))  # fmt: skip
+    same_folds = man.get("validation_folds", {}) == {
+        f.name: {"kind": f.kind, "held_out": int(f.held.size)} for f in folds
+    }
+    metrics = src.metrics()["mixers"]
+    plan: dict[str, tuple[_Reuse | None, str]] = {}
+    for entry in st.mixers:
+        key = entry.key
+        data = corrected if entry.corrected else ds
+        stored = man["corrected_dataset"] if entry.corrected else man["dataset"]
+        if key not in old or key not in man["mixers"]:
+            plan[key] = (None, f"{src.path} has no entry {key!r}")
+        elif old[key] != new[key]:
+            diff = sorted(k for k in set(old[key]) | set(new[key])
+                          if old[key].get(k) != new[key].get(k))  # fmt: skip
+            plan[key] = (None, f"the entry differs in {', '.join(diff)}")
+        elif changed:
+            plan[key] = (None, "package versions differ: " + ", ".join(
+                f"{k} {man['versions'].get(k)} → {now.get(k)}" for k in changed))  # fmt: skip
+        elif stored != _dataset_record(data):
+            plan[key] = (None, "the dataset differs (tables, their sha256, counts or notes)")
+        else:
+            rec = man["mixers"][key]
+            kept = None
+            if same_folds and "folds" in rec and "folds" in metrics.get(key, {}):
+                kept = (metrics[key]["folds"], rec["folds"])
+            plan[key] = (_Reuse(src.path / rec["posterior"], kept),
+                         "same study entry and seed, dataset and package versions")  # fmt: skip
+    return plan
+
+
+def _reused_posterior(reuse: _Reuse, dest: Path, ds: Dataset):
+    """Copy a stored posterior into the new run and read it, checking that it was fitted to
+    the same data (nuclei, y, model predictions, splits); None where it was not."""
+    from .inference import Posterior
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.copyfile(reuse.source, tmp)
+    post = Posterior.load(tmp)
+    d = post.dataset
+    same = (
+        np.array_equal(d.Z, ds.Z) and np.array_equal(d.N, ds.N)
+        and np.array_equal(d.y, ds.y, equal_nan=True)
+        and np.array_equal(d.F, ds.F, equal_nan=True)
+        and d.splits.keys() == ds.splits.keys()
+        and all(np.array_equal(d.splits[k], ds.splits[k]) for k in ds.splits)
+    )  # fmt: skip
+    if not same:
+        tmp.unlink()
+        return None
+    os.replace(tmp, dest)
+    return post
+
+
+@dataclass(frozen=True)
 class _MixerOutcome:
     metrics: dict[str, Any]
     predictions: pd.DataFrame
@@ -366,17 +438,24 @@ def _fold_scores(entry, ds: Dataset, folds, bar: bool, progress: Progress, max_d
 
 
 def _run_mixer(
-    entry, ds: Dataset, folder: Path, progress: Progress, bar: bool, max_draws: int, folds=()
-) -> _MixerOutcome:
+    entry, ds: Dataset, folder: Path, progress: Progress, bar: bool, max_draws: int, folds=(),
+    reuse: _Reuse | None = None,
+) -> _MixerOutcome:  # fmt: skip
     from .inference import is_converged
     from .mixers import get_mixer
     from .predict import mixer_metrics, predict
 
     t0 = time.perf_counter()
-    post = _fit_entry(entry, ds, bar)
-    fit_s = time.perf_counter() - t0
     rel = Path("posterior") / f"{entry.key}.nc"
-    post.save(folder / rel)
+    post = _reused_posterior(reuse, folder / rel, ds) if reuse is not None else None
+    reused = post is not None
+    if not reused:
+        post = _fit_entry(entry, ds, bar)
+        fit_s = time.perf_counter() - t0
+        post.save(folder / rel)
+    else:
+        fit_s = 0.0
+        progress(f"  reused the posterior of {reuse.source} (no sampling)")
     save_s = time.perf_counter() - t0 - fit_s
     where = prediction_indices(ds)
     progress(f"  fitted in {fit_s:.1f} s; predicting {where.size} nuclei")
@@ -403,7 +482,11 @@ def _run_mixer(
         "diagnostics": diag,
         "converged": is_converged(diag),
     }
-    if folds:
+    if reused:
+        record["reused_from"] = str(reuse.source)
+    if folds and reused and reuse.folds is not None:
+        metrics["folds"], record["folds"] = reuse.folds
+    elif folds:
         t2 = time.perf_counter()
         metrics["folds"], record["folds"] = _fold_scores(entry, ds, folds, bar, progress, max_draws)
         record["folds_s"] = time.perf_counter() - t2
@@ -589,6 +672,7 @@ def run_study(
     progress_bar: bool = False,
     cache_dir: str | Path | None = None,
     report: bool = True,
+    reuse: str | Path | None = None,
 ) -> Run:
     """Run every mixer of a study and write one run folder (atomically).
 
@@ -610,6 +694,11 @@ def run_study(
         JAX persistent compilation cache (see :func:`enable_compilation_cache`).
     report
         Build tables, figures and ``report.html`` (``lbmm report`` can do it later).
+    reuse
+        An earlier run folder: each entry whose settings (seed included), dataset and
+        package versions are the same as there takes that run's posterior instead of
+        sampling (predictions, metrics and the report are made anew); the manifest's
+        ``reuse`` says which entries were reused and why the others were not.
 
     Returns
     -------
@@ -648,14 +737,20 @@ def run_study(
             metrics["models"]["corrected"] = _model_metrics(corrected)
         records, frames, wframes, dframes = {}, [], [], []
         folds = _study_folds(st, ds)
+        plan = _reuse_plan(load_run(reuse), st, ds, corrected, folds) if reuse else {}
         for i, entry in enumerate(st.mixers, 1):
             data = corrected if entry.corrected else ds
             say(f"[{i}/{len(st.mixers)}] {entry.label} ({entry.key}): {_describe(entry)}; "
                 f"elapsed {time.perf_counter() - t_start:.0f} s")  # fmt: skip
             # corrections are fitted to every training nucleus: no honest fold for them
             entry_folds = () if entry.corrected else folds
+            found, why = plan.get(entry.key, (None, ""))
+            if reuse and found is None:
+                say(f"  not reused: {why}")
             out = _run_mixer(entry, data, tmp, say, progress_bar, st.predict.max_draws,
-                             entry_folds)  # fmt: skip
+                             entry_folds, found)  # fmt: skip
+            if reuse and found is not None and "reused_from" not in out.record:
+                plan[entry.key] = (None, "its posterior was fitted to other data")
             say("  done: " + _outcome_text(entry, out.record))
             metrics["mixers"][entry.key] = out.metrics
             records[entry.key] = out.record
@@ -695,6 +790,12 @@ def run_study(
             "git": _git_commit(),
             "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
             "jax_compilation_cache": cache,
+            "reuse": None
+            if not reuse
+            else {
+                "from": str(Path(reuse).absolute()),
+                "entries": {k: {"reused": f is not None, "why": w} for k, (f, w) in plan.items()},
+            },
             "validation_folds": {
                 f.name: {"kind": f.kind, "held_out": int(f.held.size)} for f in folds
             },
