@@ -3,15 +3,18 @@
 Usage::
 
     python benchmarks/density.py --dataset kejzlar2023 --mixers linear dirichlet \\
-        --methods nuts smc [--seed 0] [--particles 500] [--out benchmarks/results/density.json]
+        --methods nuts smc [--seed 0] [--particles 500] [--out benchmarks/results/density.jsonl]
 
 For each mixer × method: one fit of the density likelihood on the dataset's training split
 (NUTS: 4 chains × (1000 + ``--draws``); SMC: 4 populations × ``--particles`` with
 ``--smc-steps`` HMC moves per stage), then the convergence bars (largest R-hat, smallest
 bulk ESS over the parameters, the predictive mean at the test nuclei and the log density),
 the wall time, gradients, and on the test split the rms, CRPS and the calibration score
-(mean |ECP − level| over 10–90 %). For SMC also the log evidence and its spread over the
-populations. One JSON line per fit is appended to ``--out`` as it finishes.
+(mean |ECP − level| over 10–90 %), and the exchange of roles between the two models with
+the largest σ_k (per chain, the share of draws in which the first has the larger). For SMC
+also the log evidence and its spread over the populations. One JSON line per fit is
+appended to ``--out`` as it finishes (NUTS: up to ``--max-draws`` per chain until the bars
+hold).
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ def one(ds, mixer: str, method: str, args) -> dict:
         "sigma_mean": np.round(post.samples("sigma").mean(0), 4).tolist(),
         "weights_mean": {k: round(v, 4) for k, v in post.weights_mean().items()},
     }  # fmt: skip
+    # the exchange: the two models with the largest mean σ_k, and per chain (population) the
+    # share of draws in which the first has the larger σ (0.5 when the exchange is even)
+    sig = post.idata.posterior["sigma"].values  # (chain, draw, model)
+    a, b = np.argsort(sig.mean(axis=(0, 1)))[::-1][:2]
+    row["exchange"] = {"models": [ds.models[a], ds.models[b]],
+                       "share_per_chain": np.round((sig[..., a] > sig[..., b]).mean(axis=1),
+                                                   3).tolist()}  # fmt: skip
     if method == "smc":
         row.update(log_evidence=d["log_evidence"], log_evidence_sd=d["log_evidence_sd"],
                    stages=[p["stages"] for p in d["sampling"]["populations"]],
