@@ -155,6 +155,29 @@ def test_diagnostics_table(run, report):
     assert td.set_index("key").loc["linear", "chains_x_draws"] == "2 × (30 + 30)"
 
 
+def test_diagnostics_table_of_an_smc_fit_and_sigma_k():
+    from lbmm.report.tables import diagnostics_display, diagnostics_table, sigma_k_table
+
+    man = {"study": {"mixers": [
+        {"key": "d", "sampling": {"method": "smc", "num_chains": 4, "num_samples": 250}},
+        {"key": "l", "sampling": {"num_chains": 4, "num_warmup": 10, "num_samples": 20}}]},
+        "mixers": {
+            "d": {"label": "GBMM+D", "fit_s": 1.0, "diagnostics": {
+                "sampler": "SMC", "rhat_max": 1.001, "log_evidence": -132.6}},
+            "l": {"label": "GBMM+L", "fit_s": 1.0,
+                  "diagnostics": {"sampler": "NUTS"}}}}  # fmt: skip
+    td = diagnostics_table(man).set_index("key")
+    assert td.loc["d", "chains_x_draws"] == "4 × 250 SMC particles"
+    assert td.loc["l", "chains_x_draws"] == "4 × (10 + 20)"
+    assert td.loc["d", "log_evidence"] == -132.6 and np.isnan(td.loc["l", "log_evidence"])
+    assert "log evidence" in diagnostics_display(diagnostics_table(man)).columns
+    del man["mixers"]["d"]
+    assert "log evidence" not in diagnostics_display(diagnostics_table(man)).columns
+    st = sigma_k_table({"mixers": {"d": {"label": "GBMM+D", "sigma_k": {"A": 0.1, "B": 0.9}},
+                                   "l": {"label": "GBMM+L"}}})  # fmt: skip
+    assert list(st["name"]) == ["GBMM+D"] and st.loc[0, "B"] == 0.9
+
+
 def test_to_markdown_shows_missing_values_as_dashes():
     md = to_markdown(pd.DataFrame({"a": ["x", "y"], "b": [1.23456, float("nan")]}), 2)
     assert md.splitlines()[2] == "| x | 1.23 |"

@@ -101,7 +101,8 @@ def table2(metrics: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def diagnostics_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per mixer entry: sampler, chains × draws, R-hat, ESS, divergences, timings."""
+    """One row per mixer entry: sampler, chains × draws (SMC: populations × particles),
+    R-hat, ESS, divergences, the log evidence (SMC fits), timings."""
     rows = []
     mixers = manifest.get("mixers", {})
     entries = {m["key"]: m for m in _get(manifest, "study", "mixers") or []}
@@ -109,11 +110,12 @@ def diagnostics_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
         d = rec.get("diagnostics", {})
         s = _get(entries, key, "sampling") or {}
         exact = d.get("sampler") in ("closed form", "exact")  # "exact": older run folders
-        draws = (
-            f"{s.get('num_chains')} × {s.get('num_samples')} exact draws"
-            if exact
-            else f"{s.get('num_chains')} × ({s.get('num_warmup')} + {s.get('num_samples')})"
-        )
+        if exact:
+            draws = f"{s.get('num_chains')} × {s.get('num_samples')} exact draws"
+        elif s.get("method") == "smc":
+            draws = f"{s.get('num_chains')} × {s.get('num_samples')} SMC particles"
+        else:
+            draws = f"{s.get('num_chains')} × ({s.get('num_warmup')} + {s.get('num_samples')})"
         rows.append({
             "name": rec.get("label", key),
             "key": key,
@@ -123,6 +125,7 @@ def diagnostics_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
             "ess_bulk_min": math.nan if exact else _num(d.get("ess_bulk_min")),
             "ess_tail_min": math.nan if exact else _num(d.get("ess_tail_min")),
             "divergences": d.get("divergences", 0),
+            "log_evidence": _num(d.get("log_evidence")),
             "fit_s": _num(rec.get("fit_s")),
             "predict_s": _num(rec.get("predict_s")),
             "converged": rec.get("converged"),
@@ -227,13 +230,16 @@ def diagnostics_display(df: pd.DataFrame) -> pd.DataFrame:
     out = df.drop(columns=["key"]).rename(
         columns={"name": "", "chains_x_draws": "chains × (warm-up + draws)",
                  "rhat_max": "max R-hat", "ess_bulk_min": "min bulk ESS",
-                 "ess_tail_min": "min tail ESS", "fit_s": "fit (s)", "predict_s": "predict (s)"}
+                 "ess_tail_min": "min tail ESS", "fit_s": "fit (s)", "predict_s": "predict (s)",
+                 "log_evidence": "log evidence"}
     )  # fmt: skip
+    if out["log evidence"].isna().all():  # no SMC fit: no column
+        out = out.drop(columns=["log evidence"])
     return out
 
 
 DIAG_DIGITS = {"max R-hat": 4, "min bulk ESS": 0, "min tail ESS": 0, "fit (s)": 1,
-               "predict (s)": 1}  # fmt: skip
+               "predict (s)": 1, "log evidence": 2}  # fmt: skip
 
 
 def sigma_k_table(metrics: Mapping[str, Any]) -> pd.DataFrame:
