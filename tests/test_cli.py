@@ -146,7 +146,7 @@ def test_studies_lists_the_builtin_ones(capsys):
     out = capsys.readouterr().out
     assert "default" in out and "kejzlar2023" in out
     assert main(["studies", "--json"]) == 0
-    assert set(json.loads(capsys.readouterr().out)) == {"default", "kejzlar2023"}
+    assert set(json.loads(capsys.readouterr().out)) == {"default", "kejzlar2023", "masses"}
 
 
 def test_study_show_prints_the_builtin_file(capsys):
