@@ -90,9 +90,10 @@ def model_densities(model, model_args: tuple, model_kwargs: Mapping[str, Any], k
 
     Returns
     -------
-    (log_prior, log_lik, to_flat, from_flat)
+    (log_prior, log_lik, to_flat, from_flat, z0)
         Functions of one flat vector; ``to_flat`` maps a dict of unconstrained values to
-        it and ``from_flat`` maps it to the constrained sites and deterministic values.
+        it and ``from_flat`` maps it to the constrained sites and deterministic values;
+        ``z0`` is one valid unconstrained point (a dict by latent site).
     """
     from jax.flatten_util import ravel_pytree
     from numpyro import handlers
