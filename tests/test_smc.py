@@ -152,6 +152,8 @@ def test_study_method_smc():
     quick = st.with_overrides(sampling={"num_samples": 50})
     assert quick.mixer("d").sampling.num_samples == 50
     assert quick.mixer("d").sampling.method == "smc"
+    back = st.with_overrides(sampling={"method": "nuts"})  # its SMC settings go with it
+    assert back.mixer("d").sampling.method == "nuts" and dict(back.mixer("d").sampling.smc) == {}
     again = study_from_dict(__import__("tomllib").loads(st.to_toml()), source="again")
     assert again.mixer("d").sampling == s
     with pytest.raises(StudyError, match=r"mixers\[0\].sampling.num_warmup' is a NUTS setting"):

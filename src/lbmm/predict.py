@@ -21,6 +21,7 @@ from scipy import stats
 
 from . import _jax  # noqa: F401
 from .data import Dataset
+from .data.elements import label
 from .inference import Posterior
 from .mixers.draws import nucleus_keys, per_nucleus
 from .mixers.predictive import posterior_predictive
@@ -31,7 +32,9 @@ __all__ = [
     "Prediction",
     "calibration",
     "crps_samples",
+    "derivable_nuclei",
     "derive",
+    "derive_from",
     "ecp",
     "evaluate",
     "interval_score",
@@ -221,6 +224,17 @@ def predict(
                       out["weights"], y_obs, out["log_density"], ds.models)  # fmt: skip
 
 
+def derivable_nuclei(quantity: str, have: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The nuclei of ``have`` (Z, N pairs) at which ``quantity`` can be formed from binding
+    energies of nuclei in ``have`` (S2n at (Z, N) needs (Z, N − 2) too), sorted."""
+    from .data.observables import linear_terms
+
+    terms, _ = linear_terms(quantity)
+    have = set(have)
+    return [(z, n) for z, n in sorted(have)
+            if all((z + dz, n + dn) in have for dz, dn, _ in terms)]  # fmt: skip
+
+
 def derive(
     posterior: Posterior,
     quantity: str,
@@ -232,9 +246,9 @@ def derive(
 
     For a fit whose observable is ``BE``: the binding energies are predicted *jointly* at
     every nucleus the quantity needs (the same posterior draw everywhere), and the quantity
-    is formed draw by draw, e.g. S2n(Z, N) = BE(Z, N) − BE(Z, N − 2), so the correlation of
-    the two energies (shared weights, shared parameters) is kept rather than the two
-    predictive laws combined as if independent.
+    is formed draw by draw (:func:`derive_from`), e.g. S2n(Z, N) = BE(Z, N) − BE(Z, N − 2),
+    so the correlation of the two energies (shared weights, shared parameters) is kept
+    rather than the two predictive laws combined as if independent.
 
     Parameters
     ----------
@@ -251,7 +265,6 @@ def derive(
         ``y_obs`` the quantity from the observed energies where all are known;
         ``log_density`` NaN (the derived law has no closed form).
     """
-    from .data.elements import label as nucleus_label
     from .data.elements import parse_label
     from .data.errors import DataError
     from .data.observables import linear_terms
@@ -262,40 +275,55 @@ def derive(
             f"derive {quantity!r}: the fit's observable is {ds.observable!r}; deriving needs "
             "a fit of binding energies (observable 'BE')"
         )
-    terms, const = linear_terms(quantity)
-    have = set(zip(ds.Z.tolist(), ds.N.tolist(), strict=True))
+    terms, _ = linear_terms(quantity)
+    have = list(zip(ds.Z.tolist(), ds.N.tolist(), strict=True))
     if where is None:
-        targets = [(z, n) for z, n in sorted(have)
-                   if all((z + dz, n + dn) in have for dz, dn, _ in terms)]  # fmt: skip
+        targets = derivable_nuclei(quantity, have)
     else:
         targets = [parse_label(w) if isinstance(w, str) else (int(w[0]), int(w[1]))
                    for w in where]  # fmt: skip
-        for z, n in targets:
-            for dz, dn, _ in terms:
-                if (z + dz, n + dn) not in have:
-                    raise DataError(
-                        f"derive {quantity!r} at {nucleus_label(z, n)}: needs BE of "
-                        f"{nucleus_label(z + dz, n + dn)}, which is not in the dataset"
-                    )
+    needed = sorted({(z + dz, n + dn) for z, n in targets for dz, dn, _ in terms})
+    missing = sorted(set(needed) - set(have))
+    if missing:
+        raise DataError(f"derive {quantity!r}: needs BE of {label(*missing[0])}, which is not "
+                        "in the dataset")  # fmt: skip
     if not targets:
         raise DataError(f"derive {quantity!r}: no nucleus of the dataset has the neighbours")
-    needed = sorted({(z + dz, n + dn) for z, n in targets for dz, dn, _ in terms})
-    base = predict(posterior, needed, seed=seed)
-    col = {zn: i for i, zn in enumerate(needed)}
-    y = np.full((base.y.shape[0], len(targets)), const)
+    return derive_from(predict(posterior, needed, seed=seed), quantity, targets)
+
+
+def derive_from(pred: Prediction, quantity: str, targets: Sequence[tuple[int, int]]) -> Prediction:
+    """Form a derived quantity draw by draw from a prediction of binding energies that holds
+    every nucleus it needs (:func:`derive`).
+
+    Raises
+    ------
+    DataError
+        For a target whose neighbours are not in ``pred``.
+    """
+    from .data.errors import DataError
+    from .data.observables import linear_terms
+
+    terms, const = linear_terms(quantity)
+    col = {(int(z), int(n)): i for i, (z, n) in enumerate(zip(pred.Z, pred.N, strict=True))}
+    y = np.full((pred.y.shape[0], len(targets)), const)
     mu = np.full_like(y, const)
     y_obs = np.full(len(targets), const)
     for dz, dn, c in terms:
-        idx = [col[(z + dz, n + dn)] for z, n in targets]
-        y += c * base.y[:, idx]
-        mu += c * base.mu[:, idx]
-        y_obs += c * base.y_obs[idx]
+        try:
+            idx = [col[(z + dz, n + dn)] for z, n in targets]
+        except KeyError as err:
+            where = label(*err.args[0])
+            raise DataError(f"derive {quantity!r}: no prediction at {where}") from None
+        y += c * pred.y[:, idx]
+        mu += c * pred.mu[:, idx]
+        y_obs += c * pred.y_obs[idx]
     self_idx = [col[zn] for zn in targets]
     Z = np.array([z for z, _ in targets])
     N = np.array([n for _, n in targets])
-    labels = tuple(nucleus_label(z, n) for z, n in targets)
-    return Prediction(posterior.mixer, Z, N, labels, y, mu, base.weights[:, self_idx],
-                      y_obs, np.full_like(y, np.nan), base.models)  # fmt: skip
+    labels = tuple(label(z, n) for z, n in targets)
+    return Prediction(pred.mixer, Z, N, labels, y, mu, pred.weights[:, self_idx], y_obs,
+                      np.full_like(y, np.nan), pred.models)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- metrics

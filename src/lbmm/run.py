@@ -494,7 +494,7 @@ def _run_mixer(
     derived = None
     if ds.observable == "BE":
         t3 = time.perf_counter()
-        derived = _derived_frame(entry, used, ds, where)
+        derived = _derived_frame(entry, pred)
         record["derive_s"] = time.perf_counter() - t3
     return _MixerOutcome(metrics, _prediction_frame(entry, pred, ds, where), weights, record,
                          derived)  # fmt: skip
@@ -504,21 +504,19 @@ def _run_mixer(
 DERIVED_QUANTITIES = ("S2n", "Sn")
 
 
-def _derived_frame(entry, post, ds: Dataset, where: np.ndarray) -> pd.DataFrame:
-    """S2n and Sn over the prediction domain, from joint BE draws (:func:`derive`): one row
-    per quantity and nucleus whose neighbours are in the domain too."""
-    from .data.observables import linear_terms
-    from .predict import derive
+def _derived_frame(entry, pred) -> pd.DataFrame | None:
+    """S2n and Sn over the prediction domain, formed draw by draw from the run's own BE
+    prediction ``pred`` (:func:`derive_from`): one row per quantity and nucleus whose
+    neighbours are in the domain too."""
+    from .predict import derivable_nuclei, derive_from
 
-    have = set(zip(ds.Z[where].tolist(), ds.N[where].tolist(), strict=True))
+    have = list(zip(pred.Z.tolist(), pred.N.tolist(), strict=True))
     frames = []
     for q in DERIVED_QUANTITIES:
-        terms, _ = linear_terms(q)
-        targets = [zn for zn in sorted(have)
-                   if all((zn[0] + dz, zn[1] + dn) in have for dz, dn, _ in terms)]  # fmt: skip
+        targets = derivable_nuclei(q, have)
         if not targets:  # e.g. Sn on even-even nuclei only
             continue
-        df = derive(post, q, targets, seed=entry.seed + 1).summary(levels=INTERVAL_LEVELS)
+        df = derive_from(pred, q, targets).summary(levels=INTERVAL_LEVELS)
         df.insert(0, "quantity", q)
         df.insert(0, "mixer", entry.key)
         frames.append(df)

@@ -293,6 +293,8 @@ class Study:
             if "num_samples" in sampling and "max_samples" not in sampling:
                 sampling = {**sampling, "max_samples": None}
             for table in [raw["sampling"], *(m["sampling"] for m in raw["mixers"])]:
+                if sampling.get("method") == "nuts":
+                    table.pop("smc", None)  # back to NUTS: its SMC settings go too
                 smc = table.get("method", "nuts") == "smc" and sampling.get("method") != "nuts"
                 table.update({k: v for k, v in sampling.items() if not smc or k not in _NUTS_ONLY})
         if folds is not None:

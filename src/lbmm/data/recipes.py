@@ -286,12 +286,7 @@ def default(data_dir: str | Path | None = None) -> Dataset:
     ``data_dir`` is accepted for a uniform signature and ignored.
     """
     del data_dir
-    ame12 = read_masstable("AME2012")
-    ame03 = read_masstable("AME2003")
-    models = {m: read_masstable(m) for m in DEFAULT_MODELS}
-    return evaluation_dataset(
-        "default", ame12, ame03, models, DEFAULT_MODELS, EVIDENCE_NUCLEI, z_bounds=(8, 100)
-    )
+    return _masstable_dataset("default")
 
 
 def masses(data_dir: str | Path | None = None) -> Dataset:
@@ -303,12 +298,16 @@ def masses(data_dir: str | Path | None = None) -> Dataset:
     ``data_dir`` is accepted for a uniform signature and ignored.
     """
     del data_dir
-    ame12 = read_masstable("AME2012")
-    ame03 = read_masstable("AME2003")
+    return _masstable_dataset("masses", quantity="BE", even_even_only=False)
+
+
+def _masstable_dataset(name: str, **kw) -> Dataset:
+    """``masstable``'s AME2012 (y, test) and AME2003 (train) with the five default models,
+    Z from 8 to 100; ``kw`` go to :func:`evaluation_dataset`."""
     models = {m: read_masstable(m) for m in DEFAULT_MODELS}
     return evaluation_dataset(
-        "masses", ame12, ame03, models, DEFAULT_MODELS, EVIDENCE_NUCLEI, quantity="BE",
-        z_bounds=(8, 100), even_even_only=False,
+        name, read_masstable("AME2012"), read_masstable("AME2003"), models, DEFAULT_MODELS,
+        EVIDENCE_NUCLEI, z_bounds=(8, 100), **kw,
     )  # fmt: skip
 
 
