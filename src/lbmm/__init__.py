@@ -9,6 +9,7 @@ The study API is loaded on first use, so ``import lbmm`` stays light:
 
 - :func:`run_study` — ``lbmm run``: run a study into a run folder;
 - :func:`load_run` — open a run folder (checked against its manifest);
+- :func:`load_flow` — a posterior handed on as a normalizing flow (``lbmm flow``);
 - :func:`build_report` — ``lbmm report``: rebuild a run's tables, figures and HTML page;
 - :func:`load_study`, :class:`Study` — read and validate study files.
 """
@@ -28,6 +29,7 @@ _LAZY = {
     "Run": "lbmm.run",
     "RunError": "lbmm.run",
     "build_report": "lbmm.report",
+    "load_flow": "lbmm.inference.flow",
     "load_study": "lbmm.study",
     "Study": "lbmm.study",
     "StudyError": "lbmm.study",
@@ -44,6 +46,7 @@ __all__ = [
     "__version__",
     "build_report",
     "load_dataset",
+    "load_flow",
     "load_run",
     "load_study",
     "observable",

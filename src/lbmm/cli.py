@@ -294,13 +294,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         zn = parse_label(zn) if isinstance(zn, str) else zn
         if zn not in nuclei:
             nuclei.append(zn)
-    df = run.predict(nuclei, args.mixers, seed=args.seed, derive=args.derive)
+    df = run.predict(nuclei, args.mixers, seed=args.seed, derive=args.derive,
+                     from_flow=args.from_flow)  # fmt: skip
     if args.json:
         print(df.to_json(orient="records", indent=2))
         return 0
     obs = args.derive or run.manifest["dataset"]["observable"]
     labels = {k: r["label"] for k, r in run.manifest["mixers"].items()}
-    print(f"{obs} predictions (MeV) from {run.path}")
+    source = "the normalizing flows of " if args.from_flow else ""
+    print(f"{obs} predictions (MeV) from {source}{run.path}")
     head = f"{'nucleus':<8}{'mixer':<22}{'mean':>9}{'sd':>8}{'68% interval':>20}"
     head += f"{'95% interval':>20}{'P(>0)':>7}{'observed':>10}"
     print(head)
@@ -311,6 +313,32 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             f"{f'[{r.lo68:.2f}, {r.hi68:.2f}]':>20}{f'[{r.lo95:.2f}, {r.hi95:.2f}]':>20}"
             f"{r.p_exist:7.3f}{y_obs}"
         )
+    return 0
+
+
+def _cmd_flow(args: argparse.Namespace) -> int:
+    from .run import load_run
+
+    run = load_run(args.run)
+    opts = _parse_options(args.option)
+    out = run.fit_flows(args.mixers, seed=args.seed, options=opts or None,
+                        progress=_progress(args.quiet))  # fmt: skip
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    from .update import update_run
+
+    run = update_run(args.run, args.observed, output=args.out, method=args.method,
+                     overwrite=args.overwrite, progress=_progress(args.quiet),
+                     report=not args.no_report, cache_dir=args.cache_dir)  # fmt: skip
+    up = run.manifest["update"]
+    print(f"updated run: {run.path} ({up['observed']['added']} measurements added)")
+    for key, rec in up["entries"].items():
+        khat = f", k̂ = {rec['khat']:.2f}" if "khat" in rec else ""
+        print(f"  {key:<28} {rec['method']:<6} ({rec['why']}){khat}")
     return 0
 
 
@@ -468,7 +496,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="for a run of binding energies (BE): predict S2n, Sn, S2p, Sp or Qa, formed "
         "draw by draw from the joint BE draws at the nuclei it needs",
     )
+    p.add_argument(
+        "--from-flow",
+        action="store_true",
+        help="predict from draws of each entry's normalizing flow (lbmm flow) instead of "
+        "the stored MCMC draws",
+    )
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "flow",
+        help="fit a normalizing flow to each posterior of a run (flows/KEY.eqx + KEY.json)",
+        description="Fit a normalizing flow (flowjax) to each stored posterior of a run, on "
+        "the sampler's unconstrained scale, and write RUN/flows/KEY.eqx, its KEY.json "
+        "sidecar (sites, transforms, architecture, versions, the posterior's sha256, "
+        "fidelity checks against held-out draws) and KEY.data.nc (the dataset): a "
+        "posterior to hand on as a distribution (lbmm.load_flow) or predict from "
+        "(lbmm predict RUN --from-flow).",
+    )
+    p.add_argument("run", help="a run folder written by lbmm run")
+    p.add_argument("--mixers", nargs="+", metavar="KEY", help="mixer entries (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fit (entry i: seed + i)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="flow setting (repeatable), e.g. flow_layers=4 (lbmm.inference.flow.FLOW_DEFAULTS)",
+    )
+    p.add_argument("--json", action="store_true", help="print the fit diagnostics as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_flow)
+
+    p = sub.add_parser(
+        "update",
+        help="add new measurements to a run's training data: a complete new run folder",
+        description="Add newly measured nuclei (a CSV: Z, N, the observable[, its "
+        "uncertainty]) to a run's training data and write a complete new run folder whose "
+        "manifest names its parent. Each posterior is updated from its stored draws where "
+        "that is honest: Pareto-smoothed importance reweighting where k̂ < 0.7, else "
+        "data-tempered SMC from the draws, else a refit; the manifest says which and why.",
+    )
+    p.add_argument("run", help="a run folder written by lbmm run")
+    p.add_argument("--observed", required=True, metavar="FILE", help="measurements CSV")
+    p.add_argument("--out", help="new run folder (default: RUN-updated)")
+    p.add_argument("--method", default="auto", choices=["auto", "psis", "smc", "refit"])
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--no-report", action="store_true", help="skip tables, figures and HTML")
+    p.add_argument("--cache-dir", help="JAX compilation cache (as for lbmm run)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_update)
 
     p = sub.add_parser("studies", help="list the built-in studies")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from .data.errors import InputError
 from .study import Study, study_from_dict
 
 __all__ = [
+    "FLOWS_DIR",
     "INTERVAL_LEVELS",
     "RESULT_FILES",
     "RUN_FORMAT",
@@ -41,6 +42,8 @@ RUN_FORMAT_VERSION = 1
 INTERVAL_LEVELS = (0.68, 0.95)
 #: Files every run folder has (besides posteriors); ``lbmm report`` needs them all.
 RESULT_FILES = ("study.toml", "dataset.csv", "predictions.csv", "metrics.json")
+#: Folder of a run's normalizing flows (``lbmm flow``; not in the manifest).
+FLOWS_DIR = "flows"
 
 
 class RunError(InputError):
@@ -194,6 +197,7 @@ class Run:
         *,
         seed: int | None = None,
         derive: str | None = None,
+        from_flow: bool = False,
     ) -> pd.DataFrame:
         """Predictions at some nuclei from the stored posteriors (no sampling).
 
@@ -210,6 +214,10 @@ class Run:
             For a run of binding energies: a quantity of
             :data:`lbmm.data.observables.DERIVED` (``"S2n"``, ``"Sn"``, ...) formed draw by
             draw from the joint BE draws (:func:`lbmm.predict.derive`).
+        from_flow
+            Predict from draws of the entry's normalizing flow (``flows/KEY.eqx``, written
+            by :meth:`fit_flows`) instead of the stored MCMC draws: as many draws as the
+            run used (``[predict] max_draws``, 1,000 when unset).
 
         Returns
         -------
@@ -226,14 +234,90 @@ class Run:
         frames = []
         max_draws = int(self.manifest["study"].get("predict", {}).get("max_draws", 0))
         for key in mixers or self.keys:
-            post = thin(self.posterior(key), max_draws)
             s = seed if seed is not None else int(self.manifest["mixers"][key]["seed"]) + 1
+            if from_flow:
+                post = self.flow(key).posterior(jax_key(s + 1), max_draws or 1000)
+            else:
+                post = thin(self.posterior(key), max_draws)
             pred = (derive_fn(post, derive, nuclei, seed=s) if derive
                     else predict(post, nuclei, seed=s))  # fmt: skip
             df = pred.summary(levels=INTERVAL_LEVELS)
             df.insert(0, "mixer", key)
             frames.append(df)
         return pd.concat(frames, ignore_index=True)
+
+    def flow_path(self, key: str) -> Path:
+        """Where the normalizing flow of an entry is (``flows/KEY.eqx``)."""
+        return self.path / FLOWS_DIR / f"{key}.eqx"
+
+    def flow(self, key: str):
+        """The normalizing flow fitted to an entry's posterior (:meth:`fit_flows`),
+        checked to be fitted to the posterior the run holds now."""
+        from .inference.flow import FlowError, load_flow
+
+        if key not in self.manifest["mixers"]:
+            raise RunError(f"run {self.path} has no mixer {key!r}; mixers: {self.keys}")
+        path = self.flow_path(key)
+        if not path.is_file():
+            raise FlowError(f"run {self.path} has no flow for {key!r} ({path.name}): "
+                            f"make it with: lbmm flow {self.path} --mixers {key}")  # fmt: skip
+        flow = load_flow(path)
+        want = self.manifest["files"][self.manifest["mixers"][key]["posterior"]]["sha256"]
+        if flow.meta.get("source", {}).get("sha256") != want:
+            raise FlowError(f"{path} was fitted to another posterior than {key!r} of "
+                            f"{self.path} (sha256 differs): refit it with lbmm flow")  # fmt: skip
+        return flow
+
+    def fit_flows(
+        self,
+        mixers: Iterable[str] | None = None,
+        *,
+        seed: int = 0,
+        options: Mapping[str, Any] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Fit a normalizing flow to each sampled posterior of the run
+        (:func:`lbmm.inference.flow.fit_flow`) and write ``flows/KEY.eqx`` with its
+        ``KEY.json`` sidecar and ``KEY.data.nc`` (files outside the run's manifest: the run
+        itself is unchanged). BMA is closed form and skipped (its stored posterior is exact).
+
+        Returns
+        -------
+        dict
+            Per entry: the sidecar's ``fit`` diagnostics, or ``{"skipped": why}``.
+        """
+        import jax
+
+        from .inference.flow import fit_flow
+
+        say = progress or (lambda _: None)
+        out: dict[str, dict[str, Any]] = {}
+        for i, key in enumerate(mixers or self.keys):
+            rec = self.manifest["mixers"].get(key)
+            if rec is None:
+                raise RunError(f"run {self.path} has no mixer {key!r}; mixers: {self.keys}")
+            if rec["mixer"] == "bma":
+                out[key] = {"skipped": "closed form: the stored posterior is exact"}
+                say(f"{key}: skipped (BMA is closed form; its stored posterior is exact)")
+                continue
+            say(f"{key}: fitting a flow to {rec['posterior']}")
+            source = self.manifest["files"][rec["posterior"]]["sha256"]
+            pf = fit_flow(self.posterior(key), key=jax.random.PRNGKey(seed + i),
+                          options=options, source_sha256=source)  # fmt: skip
+            pf.save(self.flow_path(key))
+            f = pf.meta["fit"]
+            out[key] = f
+            say(f"{key}: {f['epochs']} epochs in {f['seconds']:.1f} s, held-out log density "
+                f"{f['held_out_log_prob']:.2f}, MMD p = {f['mmd_flow_coords']['p_value']:.3f}"
+                f" -> {self.flow_path(key).relative_to(self.path)}")  # fmt: skip
+        return out
+
+
+def jax_key(seed: int):
+    """``jax.random.PRNGKey(seed)`` (JAX imported on first use)."""
+    import jax
+
+    return jax.random.PRNGKey(seed)
 
 
 def load_run(path: str | Path, *, verify_hashes: bool = True) -> Run:

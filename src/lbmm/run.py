@@ -439,7 +439,7 @@ def _fold_scores(entry, ds: Dataset, folds, bar: bool, progress: Progress, max_d
 
 def _run_mixer(
     entry, ds: Dataset, folder: Path, progress: Progress, bar: bool, max_draws: int, folds=(),
-    reuse: _Reuse | None = None,
+    reuse: _Reuse | None = None, supply: Callable | None = None,
 ) -> _MixerOutcome:  # fmt: skip
     from .inference import is_converged
     from .mixers import get_mixer
@@ -449,13 +449,21 @@ def _run_mixer(
     rel = Path("posterior") / f"{entry.key}.nc"
     post = _reused_posterior(reuse, folder / rel, ds) if reuse is not None else None
     reused = post is not None
-    if not reused:
-        post = _fit_entry(entry, ds, bar)
+    supplied = None
+    if not reused and supply is not None:
+        supplied = supply(entry, ds)  # an UpdateResult: a posterior, or None and why
+        progress(f"  update: {supplied.record['method']} ({supplied.record['why']})")
+        post = supplied.posterior
+    if reused:
+        fit_s = 0.0
+        progress(f"  reused the posterior of {reuse.source} (no sampling)")
+    elif post is not None:
         fit_s = time.perf_counter() - t0
         post.save(folder / rel)
     else:
-        fit_s = 0.0
-        progress(f"  reused the posterior of {reuse.source} (no sampling)")
+        post = _fit_entry(entry, ds, bar)
+        fit_s = time.perf_counter() - t0
+        post.save(folder / rel)
     save_s = time.perf_counter() - t0 - fit_s
     where = prediction_indices(ds)
     progress(f"  fitted in {fit_s:.1f} s; predicting {where.size} nuclei")
@@ -484,6 +492,8 @@ def _run_mixer(
     }
     if reused:
         record["reused_from"] = str(reuse.source)
+    if supplied is not None:
+        record["update"] = supplied.record
     if folds and reused and reuse.folds is not None:
         metrics["folds"], record["folds"] = reuse.folds
     elif folds:
@@ -671,6 +681,9 @@ def run_study(
     cache_dir: str | Path | None = None,
     report: bool = True,
     reuse: str | Path | None = None,
+    dataset: Dataset | None = None,
+    supply: Callable | None = None,
+    manifest_extra: Mapping[str, Any] | None = None,
 ) -> Run:
     """Run every mixer of a study and write one run folder (atomically).
 
@@ -697,6 +710,12 @@ def run_study(
         package versions are the same as there takes that run's posterior instead of
         sampling (predictions, metrics and the report are made anew); the manifest's
         ``reuse`` says which entries were reused and why the others were not.
+    dataset, supply, manifest_extra
+        For :func:`lbmm.update.update_run`: the dataset to use instead of building the
+        study's; a function ``supply(entry, data)`` giving each entry's posterior without a
+        fit where it can (an :class:`~lbmm.inference.update.UpdateResult`; a fit where its
+        posterior is None); more manifest keys. Validation folds are not run with
+        ``supply``.
 
     Returns
     -------
@@ -715,7 +734,7 @@ def run_study(
     st = replace(st, output=str(target))  # the study as run
     started, t_start = _now(), time.perf_counter()
     cache = enable_compilation_cache(cache_dir)
-    ds = build_dataset(st, data_dir)
+    ds = build_dataset(st, data_dir) if dataset is None else dataset
     _check_entries(st, ds)
     say(f"{ds.summary()}")
     corrected = None
@@ -734,7 +753,7 @@ def run_study(
         if corrected is not None:
             metrics["models"]["corrected"] = _model_metrics(corrected)
         records, frames, wframes, dframes = {}, [], [], []
-        folds = _study_folds(st, ds)
+        folds = _study_folds(st, ds) if supply is None else ()
         plan = _reuse_plan(load_run(reuse), st, ds, corrected, folds) if reuse else {}
         for i, entry in enumerate(st.mixers, 1):
             data = corrected if entry.corrected else ds
@@ -746,7 +765,7 @@ def run_study(
             if reuse and found is None:
                 say(f"  not reused: {why}")
             out = _run_mixer(entry, data, tmp, say, progress_bar, st.predict.max_draws,
-                             entry_folds, found)  # fmt: skip
+                             entry_folds, found, supply)  # fmt: skip
             if reuse and found is not None and "reused_from" not in out.record:
                 plan[entry.key] = (None, "its posterior was fitted to other data")
             say("  done: " + _outcome_text(entry, out.record))
@@ -797,6 +816,7 @@ def run_study(
             "validation_folds": {
                 f.name: {"kind": f.kind, "held_out": int(f.held.size)} for f in folds
             },
+            **dict(manifest_extra or {}),
             "files": file_records(tmp),
         }
         write_json(tmp / "manifest.json", manifest)

@@ -15,6 +15,7 @@ from .dataset import (
 from .elements import label, parse_label
 from .errors import DataError, InputError, OptionError
 from .folds import FOLD_KINDS, Fold, apply_fold, make_folds
+from .measurements import Measurements, add_measurements, read_measurements
 from .observables import OBSERVABLES, Observable, observable
 from .recipes import (
     DEFAULT_MODELS,
@@ -54,10 +55,12 @@ __all__ = [
     "Fold",
     "InputError",
     "MassTable",
+    "Measurements",
     "Observable",
     "OptionError",
     "Provenance",
     "Rule",
+    "add_measurements",
     "all_models_available",
     "apply_fold",
     "default_data_dir",
@@ -80,6 +83,7 @@ __all__ = [
     "read_csv",
     "read_massexplorer",
     "read_masstable",
+    "read_measurements",
     "read_pybmc",
     "read_table",
     "y_positive",

@@ -23,7 +23,10 @@ from ..data.tables import Provenance
 from ..mixers import get_mixer
 from ..mixers.local import mean_weights
 
-__all__ = ["DIMS", "LATENT_SITES", "Posterior", "make_idata"]
+__all__ = [
+    "DIMS", "LATENT_SITES", "Posterior", "constant_data", "dataset_from_constant_data",
+    "make_idata",
+]  # fmt: skip
 
 #: Dims of the sample sites (besides ``chain, draw``); a site absent from a fit is skipped.
 DIMS = {
@@ -133,27 +136,31 @@ class Posterior:
         with az.from_netcdf(str(path), engine="h5netcdf") as tree:
             idata = tree.load().copy()  # read everything now, so the file is not held open
         meta = json.loads(idata.posterior.attrs["lbmm"])
-        cd = idata.constant_data
-        dmeta = meta["dataset"]
-        splits = {s: np.flatnonzero(cd[f"in_{s}"].values) for s in dmeta["splits"]}
-        ds = Dataset.from_arrays(
-            dmeta["name"],
-            dmeta["observable"],
-            tuple(dmeta["models"]),
-            cd["Z"].values,
-            cd["N"].values,
-            cd["y_all"].values,
-            cd["F"].values,
-            y_uncertainty=cd["y_uncertainty"].values,
-            y_estimated=cd["y_estimated"].values.astype(bool),
-            splits=splits,
-            provenance={k: Provenance(**v) for k, v in dmeta["provenance"].items()},
-            notes=tuple(dmeta["notes"]),
-        )
+        ds = dataset_from_constant_data(idata.constant_data, meta["dataset"])
         return cls(meta["mixer"], idata, ds, meta["settings"], meta["diagnostics"])
 
 
-def _constant_data(ds: Dataset) -> dict[str, xr.DataArray]:
+def dataset_from_constant_data(cd, dmeta: Mapping[str, Any]) -> Dataset:
+    """The :class:`Dataset` of a posterior's (or flow's) constant data and its metadata."""
+    splits = {s: np.flatnonzero(cd[f"in_{s}"].values) for s in dmeta["splits"]}
+    return Dataset.from_arrays(
+        dmeta["name"],
+        dmeta["observable"],
+        tuple(dmeta["models"]),
+        cd["Z"].values,
+        cd["N"].values,
+        cd["y_all"].values,
+        cd["F"].values,
+        y_uncertainty=cd["y_uncertainty"].values,
+        y_estimated=cd["y_estimated"].values.astype(bool),
+        splits=splits,
+        provenance={k: Provenance(**v) for k, v in dmeta["provenance"].items()},
+        notes=tuple(dmeta["notes"]),
+    )
+
+
+def constant_data(ds: Dataset) -> dict[str, xr.DataArray]:
+    """A dataset as NetCDF variables (dims ``nucleus, model``; ``in_SPLIT`` masks)."""
     coords = {"nucleus": list(ds.labels), "model": list(ds.models)}
     out = {
         "F": xr.DataArray(ds.F, dims=("nucleus", "model"), coords=coords),
@@ -192,7 +199,7 @@ def make_idata(
         coords={"model": list(ds.models), "obs_nucleus": labels[idx].tolist()},
         dims={**dims, "y": ["obs_nucleus"]},
     )
-    cd = xr.Dataset(_constant_data(ds))
+    cd = xr.Dataset(constant_data(ds))
     cd = cd.assign_coords(Z=("nucleus", ds.Z), N=("nucleus", ds.N))
     idata["constant_data"] = xr.DataTree(cd)
     return idata

@@ -38,7 +38,9 @@ import numpy as np
 from .. import _jax  # noqa: F401  (float64)
 from ..data.errors import OptionError
 
-__all__ = ["SMC_DEFAULTS", "SmcResult", "check_smc_options", "model_densities", "run_smc"]
+__all__ = [
+    "SMC_DEFAULTS", "SmcResult", "check_smc_options", "model_densities", "run_smc", "temper",
+]  # fmt: skip
 
 #: Settings of the sampler (``options`` of :func:`run_smc`, ``smc`` of a study's mixer).
 SMC_DEFAULTS: dict[str, Any] = {
@@ -184,15 +186,78 @@ def run_smc(
         population, ``log_evidence``, ``lambdas``, ``acceptance``, ``ess``,
         ``step_size``, and totals ``grad_evals`` and ``seconds``.
     """
-    import blackjax
-    from blackjax.smc import extend_params, resampling
-
     opts = check_smc_options(options)
     k_init, key = jax.random.split(key)
     log_prior, log_lik, to_flat, from_flat, z0 = model_densities(
         model, model_args, model_kwargs, k_init
     )
-    dim = int(to_flat(z0).size)
+    starts, keys = [], []
+    for _ in range(num_populations):
+        key, k_prior, k_run = jax.random.split(key, 3)
+        starts.append(
+            _prior_particles(model, model_args, model_kwargs, k_prior, num_particles, z0, to_flat)
+        )
+        keys.append(k_run)
+    positions, pops, grads, seconds = temper(log_prior, log_lik, starts, keys=keys,
+                                             options=opts, progress=progress)  # fmt: skip
+    dim = int(positions[0].shape[-1])
+    pos = jnp.stack(positions)  # (population, particle, dim)
+    flat = pos.reshape((-1, dim))
+    constrained = jax.vmap(from_flat)(flat)
+    samples = {
+        k: np.asarray(v).reshape((num_populations, num_particles, *np.shape(v)[1:]))
+        for k, v in constrained.items()
+    }
+    lp = jax.vmap(lambda v: log_prior(v) + log_lik(v))(flat)
+    ll = jax.vmap(log_lik)(flat)
+    shape = (num_populations, num_particles)
+    stats = {
+        "lp": np.asarray(lp).reshape(shape),
+        "log_likelihood": np.asarray(ll).reshape(shape),
+    }
+    ev = np.array([q["log_evidence"] for q in pops])
+    record = {
+        "populations": pops,
+        "log_evidence": float(np.log(np.mean(np.exp(ev - ev.max()))) + ev.max()),
+        "log_evidence_sd": float(np.std(ev, ddof=1)) if len(ev) > 1 else float("nan"),
+        "grad_evals": int(grads),
+        "seconds": seconds,
+        "num_particles": num_particles,
+        "num_populations": num_populations,
+        "options": opts,
+        "dim": dim,
+    }
+    return SmcResult(samples, stats, record)
+
+
+def temper(
+    log_prior: Callable,
+    log_lik: Callable,
+    starts: list,
+    *,
+    keys: list,
+    options: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+):
+    """Adaptive tempering from particles of ``exp(log_prior)`` to ``exp(log_prior + log_lik)``.
+
+    ``starts`` holds one array (particles, dim) per population, drawn from the law of
+    ``log_prior``: prior draws for :func:`run_smc`; draws of a stored posterior when new data
+    are added (``log_prior`` then the old log joint density, ``log_lik`` the new data's).
+    ``keys`` holds one random key per population.
+
+    Returns
+    -------
+    (positions, populations, grad_evals, seconds)
+        The final particles of each population, a record per population (log evidence
+        increment, λ schedule, acceptance, ESS, step sizes) and the totals.
+    """
+    import blackjax
+    from blackjax.smc import extend_params, resampling
+
+    opts = check_smc_options(options)
+    num_populations = len(starts)
+    num_particles, dim = (int(d) for d in np.shape(starts[0]))
     hmc_kernel = blackjax.hmc.build_kernel()
     step_fn = functools.partial(hmc_kernel, num_integration_steps=opts["integration_steps"])
     target_acc = float(opts["target_accept"])
@@ -234,8 +299,8 @@ def run_smc(
     t0 = time.perf_counter()
     grads = 0
     for p in range(num_populations):
-        key, k_prior, k_run = jax.random.split(key, 3)
-        x = _prior_particles(model, model_args, model_kwargs, k_prior, num_particles, z0, to_flat)
+        k_run = keys[p]
+        x = jnp.asarray(starts[p])
         state = blackjax.adaptive_tempered_smc(
             log_prior, log_lik, step_fn, blackjax.hmc.init, make_params(0.1, jnp.ones(dim)),
             resampling.systematic, opts["target_ess"],
@@ -273,33 +338,7 @@ def run_smc(
         positions.append(state.particles)
         pops.append({"log_evidence": log_z, "lambdas": lambdas, "acceptance": accs,
                      "ess": esss, "step_size": sizes, "stages": stage})  # fmt: skip
-    pos = jnp.stack(positions)  # (population, particle, dim)
-    flat = pos.reshape((-1, dim))
-    constrained = jax.vmap(from_flat)(flat)
-    samples = {
-        k: np.asarray(v).reshape((num_populations, num_particles, *np.shape(v)[1:]))
-        for k, v in constrained.items()
-    }
-    lp = jax.vmap(lambda v: log_prior(v) + log_lik(v))(flat)
-    ll = jax.vmap(log_lik)(flat)
-    shape = (num_populations, num_particles)
-    stats = {
-        "lp": np.asarray(lp).reshape(shape),
-        "log_likelihood": np.asarray(ll).reshape(shape),
-    }
-    ev = np.array([q["log_evidence"] for q in pops])
-    record = {
-        "populations": pops,
-        "log_evidence": float(np.log(np.mean(np.exp(ev - ev.max()))) + ev.max()),
-        "log_evidence_sd": float(np.std(ev, ddof=1)) if len(ev) > 1 else float("nan"),
-        "grad_evals": int(grads),
-        "seconds": time.perf_counter() - t0,
-        "num_particles": num_particles,
-        "num_populations": num_populations,
-        "options": opts,
-        "dim": dim,
-    }
-    return SmcResult(samples, stats, record)
+    return positions, pops, grads, time.perf_counter() - t0
 
 
 def particles_stds_weighted(x: jax.Array, w: jax.Array) -> jax.Array:
