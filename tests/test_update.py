@@ -163,7 +163,10 @@ def test_lbmm_update_writes_a_complete_child_run(parent, tmp_path, capsys):
     assert up["observed"]["added"] == te.size and up["observed"]["left"] == {"test": te.size}
     assert up["entries"]["bma"]["method"] == "refit"
     lin = up["entries"]["linear"]
-    assert lin["method"] in ("psis", "smc") and np.isfinite(lin["khat"])
+    # NUTS entries: PSIS where it holds, else NUTS from the stored draws (not tempering:
+    # costlier than NUTS)
+    assert lin["method"] in ("psis", "warm refit") and np.isfinite(lin["khat"])
+    assert (lin["method"] == "psis") == (lin["khat"] < 0.7 and lin["importance_ess"] >= 400)
     assert man["mixers"]["linear"]["update"]["method"] == lin["method"]
     assert f"{lin['method']}" in printed and "bma" in printed
     counts = man["dataset"]["counts"]
@@ -172,3 +175,35 @@ def test_lbmm_update_writes_a_complete_child_run(parent, tmp_path, capsys):
     assert counts["test"] == old["test"] - te.size
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mixers"]["linear"]["test"]["n"] == old["test"] - te.size
+
+
+def test_update_with_every_test_nucleus_leaves_an_empty_test_split(parent, tmp_path):
+    from lbmm.update import update_run
+
+    ds = parent.posterior("linear").dataset
+    te = ds.split_indices("test")
+    pd.DataFrame({"Z": ds.Z[te], "N": ds.N[te], "S2n": ds.y[te]}).to_csv(
+        tmp_path / "all.csv", index=False
+    )
+    child = update_run(parent, tmp_path / "all.csv", output=tmp_path / "child", method="refit")
+    assert child.manifest["dataset"]["counts"]["test"] == 0
+    assert "test" not in child.metrics()["mixers"]["linear"]
+    assert (child.path / "report.html").is_file()
+
+
+def test_fit_starts_where_it_is_told(parent):
+    from lbmm.inference import fit
+    from lbmm.inference.flow import _unflatten, unconstrained_draws
+
+    post = parent.posterior("linear")
+    flat, layout, _ = unconstrained_draws(post)
+    start = {k: np.asarray(v) for k, v in _unflatten(layout, flat[:, -1]).items()}
+    opts = {"noise": post.options["noise"]}
+    again = fit(post.dataset, "linear", num_chains=2, num_warmup=0, num_samples=1, seed=4,
+                init_params=start, warn=False, options=opts)  # fmt: skip
+    assert again.settings["init"] == "given"
+    # one NUTS transition from the given points: the draws stay near them (within the
+    # posterior's own spread, 5 sd)
+    moved, _, _ = unconstrained_draws(again)
+    sd = flat.reshape(-1, flat.shape[-1]).std(0)
+    assert np.all(np.abs(moved[:, 0] - flat[:, -1]) < 5 * sd)

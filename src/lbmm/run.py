@@ -379,17 +379,21 @@ class _MixerOutcome:
     derived: pd.DataFrame | None = None
 
 
-def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None):
+def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None,
+               init_params=None):  # fmt: skip
     from .inference import fit
 
     s = entry.sampling
+    warmup = s.num_warmup
+    if init_params is not None:  # a warm start in the typical set: a quarter of the warm-up
+        warmup = max(200, s.num_warmup // 4)
     priors = {k: parse_prior(v) for k, v in entry.priors.items()} or None
     return fit(
         ds,
         entry.mixer,
         likelihood=entry.likelihood,
         priors=priors,
-        num_warmup=s.num_warmup,
+        num_warmup=warmup,
         num_samples=s.num_samples,
         max_samples=s.max_samples,
         num_chains=s.num_chains,
@@ -405,6 +409,7 @@ def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None):
         progress_bar=bar,
         options=dict(entry.options),
         warn=False,
+        init_params=init_params,
     )
 
 
@@ -461,7 +466,8 @@ def _run_mixer(
         fit_s = time.perf_counter() - t0
         post.save(folder / rel)
     else:
-        post = _fit_entry(entry, ds, bar)
+        warm = supplied.init_params if supplied is not None else None
+        post = _fit_entry(entry, ds, bar, init_params=warm)
         fit_s = time.perf_counter() - t0
         post.save(folder / rel)
     save_s = time.perf_counter() - t0 - fit_s

@@ -43,7 +43,9 @@ def update_run(
         The new run folder; default ``PARENT-updated`` beside the parent.
     method
         ``"auto"``, ``"psis"``, ``"smc"`` or ``"refit"`` for every entry
-        (:func:`lbmm.inference.update.update_posterior`).
+        (:func:`lbmm.inference.update.update_posterior`). ``"auto"`` takes PSIS where it
+        holds; elsewhere entries sampled by SMC are tempered from their stored draws and
+        entries sampled by NUTS are refitted (cheaper there, as measured).
     overwrite, progress, report, cache_dir
         As for :func:`lbmm.run.run_study`.
 
@@ -79,9 +81,12 @@ def update_run(
                                       "predictions changed"})  # fmt: skip
         else:
             priors = {k: parse_prior(v) for k, v in entry.priors.items()} or None
-            smc = dict(entry.sampling.smc) if entry.sampling.method == "smc" else None
+            by_smc = entry.sampling.method == "smc"
             res = update_posterior(parent.posterior(entry.key), data, seed=entry.seed,
-                                   method=method, priors=priors, smc=smc)  # fmt: skip
+                                   method=method, priors=priors,
+                                   smc=dict(entry.sampling.smc) if by_smc else None,
+                                   max_particles=entry.sampling.num_samples if by_smc else 1000,
+                                   fallback="smc" if by_smc else "refit")  # fmt: skip
         entries[entry.key] = res.record
         return res
 

@@ -133,6 +133,7 @@ def fit(
     check_split: str = "test",
     warn: bool = True,
     options: Mapping[str, Any] | None = None,
+    init_params: Mapping[str, Any] | None = None,
 ) -> Posterior:
     """Fit a mixer to one split of a dataset.
 
@@ -178,6 +179,10 @@ def fit(
     check_split
         The nuclei whose predictive mean the convergence bars judge (skipped when the
         dataset has no such split).
+    init_params
+        NUTS: where each chain starts, as unconstrained values by latent site with a
+        leading chain axis (e.g. the last draws of an earlier fit: a warm start); replaces
+        ``init``.
     options
         Mixer options (e.g. ``{"gp": "hsgp", "noise": "gp"}``); unknown keys are refused.
         The resolved options, data-dependent ones included, are kept in
@@ -244,8 +249,10 @@ def fit(
                         likelihood, split, check_split, opts, num_chains, num_samples,
                         progress, progress_bar, warn)  # fmt: skip
     t0 = time.perf_counter()
-    init_params = None
-    if init == "map":
+    if init_params is not None:
+        init_params = {k: jnp.asarray(v) for k, v in init_params.items()}
+        settings["init"] = "given"
+    elif init == "map":
         key, k_map = jax.random.split(key)
         init_params, map_info = map_init(
             spec.model, k_map, model_args, model_kwargs, num_chains=num_chains

@@ -3,15 +3,16 @@
 The posterior given the old training data, p(θ | y_old), becomes p(θ | y_old, y_new) ∝
 p(θ | y_old) · p(y_new | θ, y_old). The second factor is computed by the mixer's own model
 with θ substituted: the log likelihood of the whole new training split minus that of the
-old one (exact for models whose observations are independent given θ, and the Vecchia
-law's own conditional for the ``gp`` discrepancy). Three methods, chosen by measurement:
+old one, so the target is the very posterior a refit on the new data has (the Vecchia
+approximation of the ``gp`` discrepancy included). Three methods, chosen by measurement:
 
 ``psis``
     Pareto-smoothed importance reweighting of the stored draws (ArviZ's PSIS): used while
     the Pareto shape k̂ of the weights is below 0.7 and their effective sample size
     (Σw)²/Σw² is at least 400, the bulk-ESS bar (weights can be bounded, k̂ < 0, and still
-    concentrate on a few draws when the new data are sharp); the draws are resampled within each
-    chain by their smoothed weights (systematic resampling), so the result holds copies.
+    concentrate on a few draws when the new data are sharp). The draws are resampled within
+    each chain by their smoothed weights (systematic resampling), then moved by a few HMC
+    transitions at the new posterior so that the copies become distinct draws.
 ``smc``
     Data-tempered SMC started from the stored draws (one population per chain): the
     tempering runs from p(θ | y_old) to p(θ | y_old, y_new) by adaptive steps in the
@@ -19,9 +20,11 @@ law's own conditional for the ``gp`` discrepancy). Three methods, chosen by meas
 ``refit``
     A fit from scratch on the new data, where neither applies: closed-form BMA (no sampling
     to save), or latent sites that grow with the data (the exact GP's values at the
-    training nuclei) and so have no stored draws at the new nuclei.
+    training nuclei) and so have no stored draws at the new nuclei. With
+    ``fallback="refit"`` where PSIS does not hold, the result carries the stored chains'
+    last draws as starting points (a warm refit, ``"warm refit"``).
 
-``"auto"`` takes PSIS when it holds, else SMC, else a refit, and says why.
+``"auto"`` takes PSIS when it holds, else the ``fallback``, and says why.
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ from .. import _jax  # noqa: F401  (float64)
 from ..data import Dataset
 from ..data.errors import OptionError
 from ..mixers import get_mixer
-from .diagnostics import ESS_MIN
+from .diagnostics import ESS_MIN, is_converged
 from .posterior import DIMS, Posterior, make_idata
-from .smc import check_smc_options, model_densities, temper
+from .smc import check_smc_options, model_densities, rejuvenate, temper
 
 __all__ = [
     "KHAT_MAX", "UPDATE_METHODS", "UpdateResult", "new_data_loglik", "update_draws",
@@ -59,6 +62,8 @@ class UpdateResult:
 
     posterior: Posterior | None
     record: dict[str, Any] = field(default_factory=dict)
+    #: For a warm refit: unconstrained starting points by site (leading chain axis).
+    init_params: dict[str, np.ndarray] | None = None
 
 
 def _inputs(posterior: Posterior, dataset: Dataset, priors):
@@ -143,6 +148,23 @@ def _systematic(key, logw: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, u), len(w) - 1)
 
 
+def _weights_record(delta: np.ndarray) -> dict[str, Any]:
+    slw, khat = _psis(delta)
+    w = np.exp(slw - slw.max())
+    return {"khat": khat, "importance_ess": float(w.sum() ** 2 / (w**2).sum()),
+            "draws": int(delta.size), "loglik_new_mean": float(delta.mean())}  # fmt: skip
+
+
+def _psis_holds(delta: np.ndarray, khat_max: float, min_ess: float) -> tuple[bool, str]:
+    rec = _weights_record(delta)
+    khat, ess = rec["khat"], rec["importance_ess"]
+    if khat >= khat_max:
+        return False, f"k̂ = {khat:.2f} >= {khat_max}"
+    if ess < min_ess:
+        return False, f"importance ESS {ess:.0f} < {min_ess}"
+    return True, ""
+
+
 def update_draws(
     flat: np.ndarray,
     joint_old,
@@ -155,6 +177,7 @@ def update_draws(
     max_particles: int = 1000,
     delta: np.ndarray | None = None,
     min_ess: float = ESS_MIN,
+    moves: int = 3,
 ) -> tuple[jax.Array, dict[str, Any]]:
     """Draws of p(θ | old) (chain, draw, dim) → draws of p(θ | old, new) ∝ p(θ | old) e^{Δ(θ)}.
 
@@ -169,6 +192,11 @@ def update_draws(
         weights is at least ``min_ess``, else SMC), ``"psis"`` or ``"smc"``.
     delta
         Δ at the draws, when already computed.
+    moves
+        After PSIS resampling, HMC transitions of every draw at the new posterior (one per
+        round, the step size tuned between rounds; :func:`lbmm.inference.smc.rejuvenate`):
+        the copies that resampling leaves become distinct draws, so R-hat and ESS judge
+        the result as they judge a fit. 0: keep the resampled copies.
 
     Returns
     -------
@@ -180,25 +208,32 @@ def update_draws(
         delta = np.asarray(jax.lax.map(delta_fn, jnp.asarray(flat.reshape((-1, dim))),
                                        batch_size=256)).reshape((c, d))  # fmt: skip
     slw, khat = _psis(delta)
-    w = np.exp(slw - slw.max())
-    ess = float(w.sum() ** 2 / (w**2).sum())
-    rec: dict[str, Any] = {}
-    rec.update(khat=khat, importance_ess=ess, draws=int(delta.size),
-               loglik_new_mean=float(delta.mean()))  # fmt: skip
-    ok = khat < khat_max and ess >= min_ess
-    why_not = (f"k̂ = {khat:.2f} >= {khat_max}" if khat >= khat_max else
-               f"importance ESS {ess:.0f} < {min_ess}")  # fmt: skip
+    rec: dict[str, Any] = _weights_record(delta)
+    ess = rec["importance_ess"]
+    ok, why_not = _psis_holds(delta, khat_max, min_ess)
     if method == "psis" or (method == "auto" and ok):
         if not ok:
             raise OptionError(f"update: PSIS {why_not}: the reweighted draws are not "
                               "enough; use method 'smc' or 'auto'")  # fmt: skip
-        keys = jax.random.split(key, c)
+        keys = jax.random.split(key, c + 1)
         idx = np.stack([_systematic(keys[i], slw[i], d) for i in range(c)])
         sub = flat[np.arange(c)[:, None], idx]  # (chain, draw, dim), resampled within chains
         rec.update(method="psis", why=f"k̂ = {khat:.2f} < {khat_max}, importance ESS "
                    f"{ess:.0f} >= {min_ess}",
                    unique_draws=int(sum(np.unique(i).size for i in idx)))  # fmt: skip
         positions = jnp.asarray(sub)
+        if moves:
+
+            def joint_new(v):
+                return joint_old(v) + delta_fn(v)
+
+            step = max(1, int(np.ceil(d / max_particles)))
+            pos, accs, grads = rejuvenate(joint_new, [positions[i, ::step] for i in range(c)],
+                                          keys=list(jax.random.split(keys[c], c)),
+                                          options={**(smc or {}), "mcmc_steps": 1},
+                                          rounds=moves)  # fmt: skip
+            positions = jnp.stack(pos)
+            rec.update(moves=moves, move_acceptance=accs, grad_evals=int(grads))
     else:
         opts = check_smc_options(smc)
         step = max(1, int(np.ceil(d / max_particles)))
@@ -223,6 +258,7 @@ def update_posterior(
     khat_max: float = KHAT_MAX,
     smc: Mapping[str, Any] | None = None,
     max_particles: int = 1000,
+    fallback: str = "smc",
 ) -> UpdateResult:
     """The posterior of a fit given more measurements, from its stored draws.
 
@@ -246,6 +282,15 @@ def update_posterior(
         SMC settings (:data:`lbmm.inference.smc.SMC_DEFAULTS`).
     max_particles
         SMC particles per population: every chain's draws, evenly thinned to at most this.
+    fallback
+        What ``"auto"`` does where PSIS does not hold: ``"smc"`` (tempering from the stored
+        draws) or ``"refit"`` (return None: the caller refits). Tempering costs
+        ``mcmc_steps`` × ``integration_steps`` gradients per particle and stage: less than
+        SMC from the prior, but on a posterior NUTS samples well, more than NUTS (default
+        study, LBMM+GLD: 10 minutes against an 18 s refit, BENCHMARKS.md), so
+        :func:`lbmm.update.update_run` falls back to SMC only for entries sampled by SMC.
+        With ``"refit"``, reweighted draws that miss the convergence bars (R-hat, bulk ESS)
+        are refitted too, warm.
 
     Returns
     -------
@@ -277,6 +322,21 @@ def update_posterior(
             ) from None
         why = f"latent site(s) {g.sites} grow with the data"
         return UpdateResult(None, {**rec, "method": "refit", "why": why})
+
+    def warm(why: str) -> UpdateResult:
+        from .flow import _unflatten, unconstrained_draws
+
+        _, layout, _ = unconstrained_draws(posterior)
+        last = {k: np.asarray(v) for k, v in _unflatten(layout, flat[:, -1]).items()}
+        rec["update_s"] = time.perf_counter() - t0
+        return UpdateResult(None, {**rec, "method": "warm refit", "why": why}, last)
+
+    if method == "auto" and fallback == "refit":
+        ok, why_not = _psis_holds(delta, khat_max, ESS_MIN)
+        if not ok:
+            rec.update(_weights_record(delta))
+            return warm(f"PSIS does not hold ({why_not}); NUTS started at the stored chains' "
+                        "last draws costs less than tempering")  # fmt: skip
     positions, more = update_draws(flat, joint_old, delta_fn, key=jax.random.PRNGKey(seed),
                                    method=method, khat_max=khat_max, smc=smc,
                                    max_particles=max_particles, delta=delta)  # fmt: skip
@@ -300,4 +360,8 @@ def update_posterior(
     diag = check(samples, {"lp": np.asarray(lp).reshape((cc, dd))}, final=True)
     diag.update(wall_s=rec["seconds"], sampler=f"update of stored draws ({rec['method']})",
                 update=rec, sampling={"draws_per_chain": int(dd)})  # fmt: skip
+    if method == "auto" and fallback == "refit" and not is_converged(diag):
+        rec.update(psis_rhat_max=diag["rhat_max"], psis_ess_bulk_min=diag["ess_bulk_min"])
+        return warm(f"the reweighted draws miss the convergence bars (R-hat "
+                    f"{diag['rhat_max']:.4f}, bulk ESS {diag['ess_bulk_min']:.0f})")  # fmt: skip
     return UpdateResult(Posterior(posterior.mixer, idata, dataset, settings, diag), rec)
