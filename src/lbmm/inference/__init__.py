@@ -5,7 +5,9 @@ for BMA) → an immutable :class:`Posterior`.
 by chunk (interruptible, with progress, adaptive length); :mod:`.smc` runs populations of
 adaptive tempered SMC (multimodal posteriors, evidence estimates); :mod:`.diagnostics` holds
 the convergence bars and the diagnostics as data; :mod:`.posterior` the result and its
-NetCDF round trip; :mod:`.sbc` simulation-based calibration of every mixer.
+NetCDF round trip; :mod:`.sbc` simulation-based calibration of every mixer; :mod:`.flow` a
+posterior as a normalizing flow (files to hand on); :mod:`.update` a posterior given new
+measurements, from its stored draws.
 """
 
 from .diagnostics import (
