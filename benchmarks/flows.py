@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/flows.py RUN [--mixers KEY ...] [--seed 0] \\
+    python benchmarks/flows.py RUN [--mixers KEY ...] [--seed 0] [--option rank=128] \\
         [--out benchmarks/results/flows.jsonl]
 
 For each sampled entry of the run: fit the flow (``Run.fit_flows``, written to
@@ -54,12 +54,15 @@ def main() -> None:
     ap.add_argument("--mixers", nargs="+")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/flows.jsonl")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="flow setting, e.g. rank=128 (value read as JSON)")  # fmt: skip
     args = ap.parse_args()
+    options = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.option)}
     run = load_run(args.run)
     keys = [k for k in (args.mixers or run.keys) if run.manifest["mixers"][k]["mixer"] != "bma"]
     for key in keys:
         t0 = time.perf_counter()
-        fit = run.fit_flows([key], seed=args.seed, progress=print)[key]
+        fit = run.fit_flows([key], seed=args.seed, options=options or None, progress=print)[key]
         flow_s = time.perf_counter() - t0
         post = run.posterior(key)
         ds = post.dataset
@@ -87,7 +90,8 @@ def main() -> None:
                 .mean()
             )
         base = run.flow_path(key)
-        sizes = {s: base.with_suffix(s).stat().st_size for s in (".eqx", ".json", ".data.nc")}
+        stem = str(base)[: -len(".eqx")]
+        sizes = {s: Path(stem + s).stat().st_size for s in (".eqx", ".json", ".data.nc")}
         nc = (run.path / run.manifest["mixers"][key]["posterior"]).stat().st_size
         rec = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -98,6 +102,7 @@ def main() -> None:
             "dim": dim,
             "flow_dim": int(idx.size),
             "latent_dim": len(flow.latent_index),
+            "options": options,
             "fit": fit,
             "flow_s": flow_s,
             "gauss_held_out_log_prob": gauss,

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from lbmm.cli import main
-from lbmm.data import DataError, add_measurements, read_measurements
+from lbmm.data import DataError, Measurements, add_measurements, read_measurements
 from lbmm.data.errors import OptionError
 from lbmm.inference.update import update_draws, update_posterior
 from lbmm.results import check_run
@@ -142,8 +142,15 @@ def test_update_posterior_refuses_unknown_methods_and_refits_bma(parent):
     post = parent.posterior("linear")
     with pytest.raises(OptionError, match="method 'nope'"):
         update_posterior(post, post.dataset, method="nope")
-    res = update_posterior(parent.posterior("bma"), post.dataset)
+    ds = post.dataset
+    i = ds.split_indices("test")[0]
+    one = Measurements(ds.Z[[i]], ds.N[[i]], ds.y[[i]], np.zeros(1))
+    res = update_posterior(parent.posterior("bma"), add_measurements(ds, one)[0])
     assert res.posterior is None and res.record["method"] == "refit"
+    with pytest.raises(OptionError, match="nothing to update"):
+        update_posterior(post, post.dataset)
+    with pytest.raises(OptionError, match="fallback 'warm'"):
+        update_posterior(post, post.dataset, fallback="warm")
 
 
 def test_lbmm_update_writes_a_complete_child_run(parent, tmp_path, capsys):

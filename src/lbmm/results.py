@@ -217,7 +217,8 @@ class Run:
         from_flow
             Predict from draws of the entry's normalizing flow (``flows/KEY.eqx``, written
             by :meth:`fit_flows`) instead of the stored MCMC draws: as many draws as the
-            run used (``[predict] max_draws``, 1,000 when unset).
+            run used (``[predict] max_draws``, 1,000 when unset). BMA's closed-form
+            posterior is stored exactly and used as it is.
 
         Returns
         -------
@@ -235,7 +236,7 @@ class Run:
         max_draws = int(self.manifest["study"].get("predict", {}).get("max_draws", 0))
         for key in mixers or self.keys:
             s = seed if seed is not None else int(self.manifest["mixers"][key]["seed"]) + 1
-            if from_flow:
+            if from_flow and self.manifest["mixers"][key]["mixer"] != "bma":
                 post = self.flow(key).posterior(jax_key(s + 1), max_draws or 1000)
             else:
                 post = thin(self.posterior(key), max_draws)
@@ -248,7 +249,7 @@ class Run:
 
     def flow_path(self, key: str) -> Path:
         """Where the normalizing flow of an entry is (``flows/KEY.eqx``)."""
-        return self.path / FLOWS_DIR / f"{key}.eqx"
+        return self.path / FLOWS_DIR / f"{key}.eqx"  # a key may hold dots: not with_suffix
 
     def flow(self, key: str):
         """The normalizing flow fitted to an entry's posterior (:meth:`fit_flows`),

@@ -380,13 +380,13 @@ class _MixerOutcome:
 
 
 def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None,
-               init_params=None):  # fmt: skip
+               init_params=None, options=None):  # fmt: skip
     from .inference import fit
 
     s = entry.sampling
     warmup = s.num_warmup
     if init_params is not None:  # a warm start in the typical set: a quarter of the warm-up
-        warmup = max(200, s.num_warmup // 4)
+        warmup = min(s.num_warmup, max(200, s.num_warmup // 4))
     priors = {k: parse_prior(v) for k, v in entry.priors.items()} or None
     return fit(
         ds,
@@ -407,7 +407,7 @@ def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None,
         method=s.method,
         smc=dict(s.smc) or None,
         progress_bar=bar,
-        options=dict(entry.options),
+        options=dict(entry.options if options is None else options),
         warn=False,
         init_params=init_params,
     )
@@ -467,7 +467,8 @@ def _run_mixer(
         post.save(folder / rel)
     else:
         warm = supplied.init_params if supplied is not None else None
-        post = _fit_entry(entry, ds, bar, init_params=warm)
+        opts = supplied.options if supplied is not None else None
+        post = _fit_entry(entry, ds, bar, init_params=warm, options=opts)
         fit_s = time.perf_counter() - t0
         post.save(folder / rel)
     save_s = time.perf_counter() - t0 - fit_s

@@ -151,20 +151,24 @@ class _Layout:
 def _transforms(model, args, kwargs, key):
     """Latent sites (sorted), their shapes and support transforms, and the map from
     unconstrained values to every site (deterministic ones included)."""
-    from numpyro.infer.util import initialize_model
-
-    info = initialize_model(key, model, model_args=args, model_kwargs=dict(kwargs))
-    z0 = info.param_info.z
     from numpyro import handlers
+    from numpyro.infer.util import constrain_fn
 
+    from .smc import latent_point
+
+    z0 = latent_point(model, args, kwargs, key)
     tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **dict(kwargs))
+
+    def post_fn(z):
+        return constrain_fn(model, args, dict(kwargs), z, return_deterministic=True)
+
     sites = tuple(sorted(z0))
     layout = _Layout(
         sites,
         tuple(tuple(int(d) for d in np.shape(z0[s])) for s in sites),
         tuple(repr(tr[s]["fn"].support) for s in sites),
     )
-    return layout, info.postprocess_fn
+    return layout, post_fn
 
 
 def _flatten(layout: _Layout, z: Mapping[str, jax.Array]) -> jax.Array:
@@ -179,7 +183,7 @@ def _unflatten(layout: _Layout, v: jax.Array) -> dict[str, jax.Array]:
             for s, shape in zip(layout.sites, layout.shapes, strict=True)}  # fmt: skip
 
 
-def unconstrained_draws(posterior: Posterior, key=None):
+def unconstrained_draws(posterior: Posterior, key=None, priors: Mapping[str, Any] | None = None):
     """Every draw of a posterior on the flat unconstrained scale.
 
     Returns
@@ -190,7 +194,7 @@ def unconstrained_draws(posterior: Posterior, key=None):
     """
     from numpyro.infer.util import unconstrain_fn
 
-    model, args, kwargs = model_inputs(posterior)
+    model, args, kwargs = model_inputs(posterior, priors)
     key = jax.random.PRNGKey(0) if key is None else key
     layout, post_fn = _transforms(model, args, kwargs, key)
     post = posterior.idata.posterior
@@ -201,10 +205,21 @@ def unconstrained_draws(posterior: Posterior, key=None):
     vals = {s: jnp.asarray(post[s].values.reshape((c * d, *layout.shapes[i])))
             for i, s in enumerate(layout.sites)}  # fmt: skip
 
-    def one(params):
-        return unconstrain_fn(model, args, dict(kwargs), params)
+    # every latent site's support is fixed (it does not depend on other sites), so its
+    # bijection maps all draws at once; checked against NumPyro's unconstrain_fn on the
+    # first draw, and that path taken for all draws where they differ
+    from numpyro import handlers
+    from numpyro.distributions.transforms import biject_to
 
-    z = jax.lax.map(one, vals, batch_size=256)
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **dict(kwargs))
+    z = {s: biject_to(tr[s]["fn"].support).inv(vals[s]) for s in layout.sites}
+    first = unconstrain_fn(model, args, dict(kwargs), {s: v[0] for s, v in vals.items()})
+    if not all(np.allclose(first[s], z[s][0], rtol=1e-9, atol=1e-9) for s in layout.sites):
+
+        def one(params):
+            return unconstrain_fn(model, args, dict(kwargs), params)
+
+        z = jax.lax.map(one, vals, batch_size=256)
     flat = np.asarray(_flatten(layout, z)).reshape((c, d, layout.dim))
     return flat, layout, post_fn
 
@@ -244,7 +259,7 @@ def _conditional_fit(h: np.ndarray, z: np.ndarray, rank: int) -> dict[str, np.nd
     r = z - X @ coef
     n = len(z)
     _, sv, vt = np.linalg.svd(r / np.sqrt(n - X.shape[1]), full_matrices=False)
-    rank = min(rank, vt.shape[0])
+    rank = min(rank, vt.shape[0], z.shape[1] - 1)  # keep a residual for the diagonal
     V = vt[:rank].T
     s = sv[:rank]
     rest = r - (r @ V) @ V.T
@@ -360,12 +375,12 @@ class PosteriorFlow:
 
         base = _base(path)
         base.parent.mkdir(parents=True, exist_ok=True)
-        _atomic(base.with_suffix(".eqx"), lambda p: eqx.tree_serialise_leaves(p, self._tree()))
-        _atomic(base.with_suffix(".data.nc"), lambda p: _data_tree(self).to_netcdf(
+        _atomic(_with(base, ".eqx"), lambda p: eqx.tree_serialise_leaves(p, self._tree()))
+        _atomic(_with(base, ".data.nc"), lambda p: _data_tree(self).to_netcdf(
             p, engine="h5netcdf"))  # fmt: skip
         text = json.dumps(jsonable(dict(self.meta)), indent=1, allow_nan=False)
-        _atomic(base.with_suffix(".json"), lambda p: Path(p).write_text(text, "utf-8"))
-        return base.with_suffix(".eqx")
+        _atomic(_with(base, ".json"), lambda p: Path(p).write_text(text, "utf-8"))
+        return _with(base, ".eqx")
 
     def _tree(self):
         return {"flow": self.flow, "conditional": dict(self.conditional or {})}
@@ -379,8 +394,14 @@ def _typed(key: jax.Array) -> jax.Array:
 
 
 def _base(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".eqx", ".json") else p
+    """The path without the flow suffix (``KEY.eqx`` → ``KEY``; a key may hold dots)."""
+    p = str(path)
+    return Path(p[: -len(".eqx")] if p.endswith(".eqx") else p[: -len(".json")]
+                if p.endswith(".json") else p)  # fmt: skip
+
+
+def _with(base: Path, suffix: str) -> Path:
+    return Path(f"{base}{suffix}")
 
 
 def _atomic(target: Path, write) -> None:
@@ -411,7 +432,8 @@ def mmd_test(a: np.ndarray, b: np.ndarray, *, key, permutations: int = 200) -> d
     permutation p-value."""
     x = jnp.asarray(np.vstack([a, b]))
     n = len(a)
-    d2 = jnp.sum((x[:, None, :] - x[None, :, :]) ** 2, axis=-1)
+    sq = jnp.sum(x**2, axis=1)
+    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
     bw = jnp.median(d2[jnp.triu_indices(len(x), 1)])
     k = jnp.exp(-d2 / bw)
 
@@ -569,7 +591,7 @@ def load_flow(path: str | Path) -> PosteriorFlow:
     import equinox as eqx
 
     base = _base(path)
-    files = {s: base.with_suffix(s) for s in (".eqx", ".json", ".data.nc")}
+    files = {s: _with(base, s) for s in (".eqx", ".json", ".data.nc")}
     for f in files.values():
         if not f.is_file():
             raise FlowError(f"flow {base}: {f.name} is missing")

@@ -100,13 +100,17 @@ def model_densities(model, model_args: tuple, model_kwargs: Mapping[str, Any], k
     """
     from jax.flatten_util import ravel_pytree
     from numpyro import handlers
-    from numpyro.infer.util import initialize_model
+    from numpyro.infer.util import constrain_fn, potential_energy
 
     kwargs = dict(model_kwargs)
-    info = initialize_model(key, model, model_args=model_args, model_kwargs=kwargs)
-    z0 = info.param_info.z
+    z0 = latent_point(model, model_args, kwargs, key)
     _, unravel = ravel_pytree(z0)
-    postprocess = info.postprocess_fn
+
+    def postprocess(z):
+        return constrain_fn(model, model_args, kwargs, z, return_deterministic=True)
+
+    def potential(z):
+        return potential_energy(model, model_args, kwargs, z)
 
     def log_lik(v):
         params = postprocess(unravel(v))
@@ -121,7 +125,7 @@ def model_densities(model, model_args: tuple, model_kwargs: Mapping[str, Any], k
         return total
 
     def log_joint(v):
-        return -info.potential_fn(unravel(v))
+        return -potential(unravel(v))
 
     def log_prior(v):
         return log_joint(v) - log_lik(v)
@@ -133,6 +137,21 @@ def model_densities(model, model_args: tuple, model_kwargs: Mapping[str, Any], k
         return postprocess(unravel(v))
 
     return log_prior, log_lik, to_flat, from_flat, z0
+
+
+def latent_point(model, model_args: tuple, model_kwargs: Mapping[str, Any], key) -> dict:
+    """One prior draw of a model's latent sample sites on the unconstrained scale, by site
+    (its structure fixes the flat layout; no compilation, unlike NumPyro's
+    ``initialize_model``)."""
+    from numpyro import handlers
+    from numpyro.distributions.transforms import biject_to
+
+    tr = handlers.trace(handlers.seed(model, key)).get_trace(*model_args, **dict(model_kwargs))
+    return {
+        name: biject_to(site["fn"].support).inv(site["value"])
+        for name, site in tr.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    }
 
 
 def _prior_particles(model, model_args, model_kwargs, key, n, z0, to_flat):

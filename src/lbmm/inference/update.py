@@ -3,8 +3,11 @@
 The posterior given the old training data, p(θ | y_old), becomes p(θ | y_old, y_new) ∝
 p(θ | y_old) · p(y_new | θ, y_old). The second factor is computed by the mixer's own model
 with θ substituted: the log likelihood of the whole new training split minus that of the
-old one, so the target is the very posterior a refit on the new data has (the Vecchia
-approximation of the ``gp`` discrepancy included). Three methods, chosen by measurement:
+old one, so the target is the posterior a refit on the new data has when it keeps the
+parent fit's resolved options (input scaling of the GLM, the HSGP box; the Vecchia
+approximation of the ``gp`` discrepancy included): an update keeps its parent's model
+definition, where a cold refit derives those options anew from the new training data.
+Three methods, chosen by measurement:
 
 ``psis``
     Pareto-smoothed importance reweighting of the stored draws (ArviZ's PSIS): used while
@@ -64,6 +67,9 @@ class UpdateResult:
     record: dict[str, Any] = field(default_factory=dict)
     #: For a warm refit: unconstrained starting points by site (leading chain axis).
     init_params: dict[str, np.ndarray] | None = None
+    #: For a warm refit: the parent fit's resolved options (its model definition: input
+    #: scaling, HSGP box), so that every entry of an update keeps its parent's model.
+    options: dict[str, Any] | None = None
 
 
 def _inputs(posterior: Posterior, dataset: Dataset, priors):
@@ -113,7 +119,7 @@ def new_data_loglik(posterior: Posterior, dataset: Dataset, *, priors=None):
     grow = sorted(s for s in z_old if np.shape(z_old[s]) != np.shape(z_new[s]))
     if grow:
         raise _Grows(grow)
-    flat, _, _ = unconstrained_draws(posterior)
+    flat, _, _ = unconstrained_draws(posterior, priors=priors)
 
     def joint_old(v):
         return lp_old(v) + ll_old(v)
@@ -305,6 +311,11 @@ def update_posterior(
     n_old = len(posterior.dataset.split_indices(split))
     n_new = len(dataset.split_indices(split))
     rec: dict[str, Any] = {"requested": method, "added": n_new - n_old}
+    if fallback not in ("smc", "refit"):
+        raise OptionError(f"update: fallback {fallback!r}; expected 'smc' or 'refit'")
+    if n_new <= n_old:
+        raise OptionError(f"update: the new {split!r} split has no nucleus the fit did not "
+                          "see; nothing to update")  # fmt: skip
     if get_mixer(posterior.mixer).model is None:
         why = "closed form (BMA): a refit costs no sampling"
         return UpdateResult(None, {**rec, "method": "refit", "why": why})
@@ -326,10 +337,11 @@ def update_posterior(
     def warm(why: str) -> UpdateResult:
         from .flow import _unflatten, unconstrained_draws
 
-        _, layout, _ = unconstrained_draws(posterior)
+        _, layout, _ = unconstrained_draws(posterior, priors=priors)
         last = {k: np.asarray(v) for k, v in _unflatten(layout, flat[:, -1]).items()}
         rec["update_s"] = time.perf_counter() - t0
-        return UpdateResult(None, {**rec, "method": "warm refit", "why": why}, last)
+        return UpdateResult(None, {**rec, "method": "warm refit", "why": why}, last,
+                            dict(posterior.options))  # fmt: skip
 
     if method == "auto" and fallback == "refit":
         ok, why_not = _psis_holds(delta, khat_max, ESS_MIN)
