@@ -409,6 +409,9 @@ def _atomic(target: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # files to hand on: readable as any new file is
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -602,6 +605,10 @@ def load_flow(path: str | Path) -> PosteriorFlow:
     if meta.get("format") != FLOW_FORMAT or meta.get("format_version") != FLOW_FORMAT_VERSION:
         raise FlowError(f'{files[".json"]} is not an lbmm flow sidecar (format "{FLOW_FORMAT}" '
                         f"version {FLOW_FORMAT_VERSION})")  # fmt: skip
+    missing = [k for k in ("mixer", "settings", "layout", "flow_index", "latent_index",
+                           "options", "architecture") if k not in meta]  # fmt: skip
+    if missing:
+        raise FlowError(f"{files['.json']} lacks {missing}")
     layout = _Layout(
         tuple(s["name"] for s in meta["layout"]["sites"]),
         tuple(tuple(s["shape"]) for s in meta["layout"]["sites"]),
@@ -622,9 +629,12 @@ def load_flow(path: str | Path) -> PosteriorFlow:
         tree = eqx.tree_deserialise_leaves(files[".eqx"], skeleton)
     except Exception as err:  # shapes or structure do not match the sidecar
         raise FlowError(f"{files['.eqx']} does not match {files['.json'].name}: {err}") from err
-    with xr.open_dataset(files[".data.nc"], engine="h5netcdf") as f:
-        cd = f.load()
-    dmeta = json.loads(cd.attrs["lbmm"])
-    ds = dataset_from_constant_data(cd, dmeta["dataset"])
+    try:
+        with xr.open_dataset(files[".data.nc"], engine="h5netcdf") as f:
+            cd = f.load()
+        dmeta = json.loads(cd.attrs["lbmm"])
+        ds = dataset_from_constant_data(cd, dmeta["dataset"])
+    except (OSError, ValueError, KeyError) as err:
+        raise FlowError(f"{files['.data.nc']} is not an lbmm flow's dataset: {err!r}") from err
     return PosteriorFlow(meta["mixer"], meta["settings"], ds, layout, tree["flow"],
                          tree["conditional"] or None, flow_idx, lat_idx, meta)  # fmt: skip
