@@ -102,9 +102,11 @@ def _check_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     return opts
 
 
-def model_inputs(posterior: Posterior, priors: Mapping[str, Any] | None = None):
-    """The NumPyro model of a fit and its arguments on the fit's training split, with the
-    fit's resolved options (so the parametrisation is the fit's own).
+def model_inputs(posterior: Posterior, priors: Mapping[str, Any] | None = None,
+                 dataset=None):  # fmt: skip
+    """The NumPyro model of a fit and its arguments on the fit's training split (of
+    ``dataset``, default the fit's own), with the fit's resolved options (so the
+    parametrisation is the fit's own).
 
     Returns
     -------
@@ -113,7 +115,8 @@ def model_inputs(posterior: Posterior, priors: Mapping[str, Any] | None = None):
     spec = get_mixer(posterior.mixer)
     if spec.model is None:
         raise OptionError(f"mixer {posterior.mixer!r} is closed form: it has no sampled model")
-    train = posterior.dataset.split(posterior.settings.get("split", "train"))
+    ds = posterior.dataset if dataset is None else dataset
+    train = ds.split(posterior.settings.get("split", "train"), require_observed=True)
     opts = posterior.options
     kwargs = {"likelihood_kind": posterior.settings.get("likelihood", "mean"), "priors": priors,
               **opts, **spec.fit_arrays(train.x, opts)}  # fmt: skip

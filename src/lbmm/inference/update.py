@@ -72,15 +72,6 @@ class UpdateResult:
     options: dict[str, Any] | None = None
 
 
-def _inputs(posterior: Posterior, dataset: Dataset, priors):
-    spec = get_mixer(posterior.mixer)
-    train = dataset.split(posterior.settings.get("split", "train"), require_observed=True)
-    opts = posterior.options
-    kwargs = {"likelihood_kind": posterior.settings.get("likelihood", "mean"), "priors": priors,
-              **opts, **spec.fit_arrays(train.x, opts)}  # fmt: skip
-    return spec.model, (jnp.asarray(train.F), jnp.asarray(train.x), jnp.asarray(train.y)), kwargs
-
-
 def _check_extension(old: Dataset, new: Dataset, split: str) -> None:
     """The new dataset keeps the old one's nuclei, models and training measurements."""
     if tuple(old.models) != tuple(new.models):
@@ -102,24 +93,24 @@ def new_data_loglik(posterior: Posterior, dataset: Dataset, *, priors=None):
 
     Returns
     -------
-    (delta, flat, densities)
+    (delta, flat, densities, layout)
         ``delta`` (chain, draw); ``flat`` the draws on the flat unconstrained scale
         (chain, draw, dim); ``densities`` = (old log joint, new-data log likelihood,
-        from_flat) as functions of one flat vector.
+        from_flat) as functions of one flat vector; the layout of the flat coordinates.
     """
-    from .flow import unconstrained_draws
+    from .flow import model_inputs, unconstrained_draws
 
     split = posterior.settings.get("split", "train")
     _check_extension(posterior.dataset, dataset, split)
-    m_old, a_old, k_old = _inputs(posterior, posterior.dataset, priors)
-    m_new, a_new, k_new = _inputs(posterior, dataset, priors)
+    m_old, a_old, k_old = model_inputs(posterior, priors)
+    m_new, a_new, k_new = model_inputs(posterior, priors, dataset)
     key = jax.random.PRNGKey(0)
     lp_old, ll_old, _, _, z_old = model_densities(m_old, a_old, k_old, key)
     _, ll_new, _, from_flat, z_new = model_densities(m_new, a_new, k_new, key)
     grow = sorted(s for s in z_old if np.shape(z_old[s]) != np.shape(z_new[s]))
     if grow:
         raise _Grows(grow)
-    flat, _, _ = unconstrained_draws(posterior, priors=priors)
+    flat, layout, _ = unconstrained_draws(posterior, priors=priors)
 
     def joint_old(v):
         return lp_old(v) + ll_old(v)
@@ -129,7 +120,7 @@ def new_data_loglik(posterior: Posterior, dataset: Dataset, *, priors=None):
 
     c, d, dim = flat.shape
     delta = jax.lax.map(delta_fn, jnp.asarray(flat.reshape((-1, dim))), batch_size=256)
-    return np.asarray(delta).reshape((c, d)), flat, (joint_old, delta_fn, from_flat)
+    return np.asarray(delta).reshape((c, d)), flat, (joint_old, delta_fn, from_flat), layout
 
 
 class _Grows(Exception):
@@ -154,15 +145,16 @@ def _systematic(key, logw: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf, u), len(w) - 1)
 
 
-def _weights_record(delta: np.ndarray) -> dict[str, Any]:
+def _weights(delta: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The smoothed log weights and their record: k̂, importance ESS, draws."""
     slw, khat = _psis(delta)
     w = np.exp(slw - slw.max())
-    return {"khat": khat, "importance_ess": float(w.sum() ** 2 / (w**2).sum()),
-            "draws": int(delta.size), "loglik_new_mean": float(delta.mean())}  # fmt: skip
+    return slw, {"khat": khat, "importance_ess": float(w.sum() ** 2 / (w**2).sum()),
+                 "draws": int(delta.size), "loglik_new_mean": float(delta.mean())}  # fmt: skip
 
 
-def _psis_holds(delta: np.ndarray, khat_max: float, min_ess: float) -> tuple[bool, str]:
-    rec = _weights_record(delta)
+def _psis_holds(rec: Mapping[str, Any], khat_max: float, min_ess: float) -> tuple[bool, str]:
+    """Whether the weights of a :func:`_weights` record are usable, and why not."""
     khat, ess = rec["khat"], rec["importance_ess"]
     if khat >= khat_max:
         return False, f"k̂ = {khat:.2f} >= {khat_max}"
@@ -213,10 +205,9 @@ def update_draws(
     if delta is None:
         delta = np.asarray(jax.lax.map(delta_fn, jnp.asarray(flat.reshape((-1, dim))),
                                        batch_size=256)).reshape((c, d))  # fmt: skip
-    slw, khat = _psis(delta)
-    rec: dict[str, Any] = _weights_record(delta)
-    ess = rec["importance_ess"]
-    ok, why_not = _psis_holds(delta, khat_max, min_ess)
+    slw, rec = _weights(delta)
+    khat, ess = rec["khat"], rec["importance_ess"]
+    ok, why_not = _psis_holds(rec, khat_max, min_ess)
     if method == "psis" or (method == "auto" and ok):
         if not ok:
             raise OptionError(f"update: PSIS {why_not}: the reweighted draws are not "
@@ -322,7 +313,7 @@ def update_posterior(
     if method == "refit":
         return UpdateResult(None, {**rec, "method": "refit", "why": "requested"})
     try:
-        delta, flat, (joint_old, delta_fn, from_flat) = new_data_loglik(
+        delta, flat, (joint_old, delta_fn, from_flat), layout = new_data_loglik(
             posterior, dataset, priors=priors
         )
     except _Grows as g:
@@ -335,18 +326,18 @@ def update_posterior(
         return UpdateResult(None, {**rec, "method": "refit", "why": why})
 
     def warm(why: str) -> UpdateResult:
-        from .flow import _unflatten, unconstrained_draws
+        from .flow import _unflatten
 
-        _, layout, _ = unconstrained_draws(posterior, priors=priors)
         last = {k: np.asarray(v) for k, v in _unflatten(layout, flat[:, -1]).items()}
         rec["update_s"] = time.perf_counter() - t0
         return UpdateResult(None, {**rec, "method": "warm refit", "why": why}, last,
                             dict(posterior.options))  # fmt: skip
 
     if method == "auto" and fallback == "refit":
-        ok, why_not = _psis_holds(delta, khat_max, ESS_MIN)
+        _, weights = _weights(delta)
+        ok, why_not = _psis_holds(weights, khat_max, ESS_MIN)
         if not ok:
-            rec.update(_weights_record(delta))
+            rec.update(weights)
             return warm(f"PSIS does not hold ({why_not}); NUTS started at the stored chains' "
                         "last draws costs less than tempering")  # fmt: skip
     positions, more = update_draws(flat, joint_old, delta_fn, key=jax.random.PRNGKey(seed),
