@@ -8,6 +8,7 @@ runner (``lbmm.study``, ``lbmm.run``) behind the ``lbmm`` command.
 The study API is loaded on first use, so ``import lbmm`` stays light:
 
 - :func:`run_study` — ``lbmm run``: run a study into a run folder;
+- :func:`run_grid` — ``lbmm grid``: a grid of studies (subsets, seeds, priors, folds) on Dask;
 - :func:`load_run` — open a run folder (checked against its manifest);
 - :func:`load_flow` — a posterior handed on as a normalizing flow (``lbmm flow``);
 - :func:`build_report` — ``lbmm report``: rebuild a run's tables, figures and HTML page;
@@ -25,6 +26,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "run_study": "lbmm.run",
+    "run_grid": "lbmm.grid",
+    "load_grid": "lbmm.grid",
     "load_run": "lbmm.run",
     "Run": "lbmm.run",
     "RunError": "lbmm.run",
@@ -47,10 +50,12 @@ __all__ = [
     "build_report",
     "load_dataset",
     "load_flow",
+    "load_grid",
     "load_run",
     "load_study",
     "observable",
     "read_table",
+    "run_grid",
     "run_study",
 ]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write_text", "jsonable", "write_json"]
+__all__ = ["atomic_write_text", "jsonable", "new_file_mode", "write_json"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -31,6 +31,14 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+def new_file_mode(folder: bool = False) -> int:
+    """The mode a new file (or folder) gets under the process's umask (temporary files and
+    folders are made private; what is handed on is set to this before it is renamed)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write text to a temporary file beside ``path``, then rename it into place: a reader
     sees the old file or the new one, never half of one."""
@@ -40,6 +48,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

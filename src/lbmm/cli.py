@@ -342,6 +342,34 @@ def _cmd_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from .grid import run_grid
+
+    bar = None
+    on_cell = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        def on_cell(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, desc="cells", unit="cell", file=sys.stderr)
+            bar.n = done
+            bar.refresh()
+
+    try:
+        res = run_grid(args.grid, output=args.out, scheduler=args.scheduler,
+                       n_workers=args.workers, resume=not args.no_resume,
+                       cache_dir=args.cache_dir, progress=_progress(args.quiet),
+                       on_cell=on_cell)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"grid folder: {res.path} ({len(res.manifest['cells'])} cells)")
+    print(f"results: {res.path / 'results.csv'}")
+    return 0
+
+
 def _cmd_studies(args: argparse.Namespace) -> int:
     from .study import builtin_studies
 
@@ -473,6 +501,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "grid",
+        help="run a grid of studies (model subsets, seeds, priors, folds) on Dask",
+        description="Run every cell of a grid file (a base study and axes to vary) as its own "
+        "run folder under GRID/cells, on a Dask LocalCluster (one single-threaded worker "
+        "process per core) or an existing scheduler; then write results.csv, manifest.json "
+        "and report.html. Cells already done (same study) are skipped.",
+    )
+    p.add_argument("grid", help="a grid TOML file")
+    p.add_argument("--out", help="grid folder (default: the grid's output, grids/NAME)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler, tcp://HOST:PORT (default "
+                   "$DASK_SCHEDULER_ADDRESS, else a new LocalCluster)")  # fmt: skip
+    p.add_argument("--workers", type=int, help="LocalCluster worker processes (default: cores)")
+    p.add_argument("--no-resume", action="store_true", help="run every cell again")
+    p.add_argument(
+        "--cache-dir",
+        help=f"JAX compilation cache (default ${CACHE_ENV} or ~/.cache/lbmm/jax; 'off' to disable)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=_cmd_grid)
 
     p = sub.add_parser("report", help="rebuild the tables, figures and report.html of a run")
     p.add_argument("run", help="a run folder written by lbmm run")

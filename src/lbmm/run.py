@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._util import write_json
+from ._util import new_file_mode, write_json
 from .data import DataError, Dataset, load_dataset, read_table
 from .results import (
     INTERVAL_LEVELS,
@@ -648,6 +648,7 @@ def _is_empty_dir(path: Path) -> bool:
 
 def _install(tmp: Path, target: Path, overwrite: bool) -> None:
     """Move the finished folder into place (replacing an old run when allowed)."""
+    os.chmod(tmp, new_file_mode(folder=True))  # the temporary folder was private
     if not target.exists() or _is_empty_dir(target):
         os.replace(tmp, target)
         return

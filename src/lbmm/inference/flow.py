@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 
 from .. import _jax  # noqa: F401  (float64)
-from .._util import jsonable
+from .._util import jsonable, new_file_mode
 from ..data.errors import InputError, OptionError
 from ..mixers import get_mixer
 from .posterior import DIMS, LATENT_SITES, Posterior, dataset_from_constant_data, make_idata
@@ -412,9 +412,7 @@ def _atomic(target: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # files to hand on: readable as any new file is
+        os.chmod(tmp, new_file_mode())  # files to hand on: readable as any new file is
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -8,17 +8,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.errors import OptionError
+from .global_ import _default_priors as _global_priors
 from .global_ import dirichlet, linear
 from .local import (
     GLD_DEFAULTS,
     GPD_DEFAULTS,
+    _local_priors,
     glm_dirichlet,
     gp_dirichlet,
     precompute_gpd,
     prepare_gld,
     prepare_gpd,
 )
-from .noise import NOISE_DEFAULTS, NOISE_PRIOR_NAMES, check_noise, vecchia_neighbors
+from .noise import (
+    NOISE_DEFAULTS,
+    NOISE_PRIOR_NAMES,
+    check_noise,
+    noise_priors,
+    vecchia_neighbors,
+)
 
 __all__ = ["MIXERS", "MixerSpec", "get_mixer"]
 
@@ -78,6 +86,11 @@ class MixerSpec:
             return ()
         noise = {**dict(self.defaults), **(options or {})}.get("noise", "constant")
         return (*self.prior_names, "sigma", *NOISE_PRIOR_NAMES.get(noise, ()))
+
+    def default_priors(self, options: dict | None = None) -> dict:
+        """The default prior of every name :meth:`known_priors` gives (NumPyro distributions)."""
+        every = {**_global_priors(), **_local_priors(), **noise_priors()}
+        return {k: every[k] for k in self.known_priors(options)}
 
     def fit_arrays(self, x, opts) -> dict:
         """Input-only arrays passed to the model during a fit (computed once per fit): the
