@@ -357,6 +357,19 @@ def _cmd_grid(args: argparse.Namespace) -> int:
             bar.n = done
             bar.refresh()
 
+    if args.preselect:
+        from .preselect import preselect
+
+        try:
+            pre = preselect(args.grid, output=args.out, scheduler=args.scheduler,
+                            n_workers=args.workers, cache_dir=args.cache_dir,
+                            progress=_progress(args.quiet), on_cell=on_cell)  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.close()
+        print(f"chosen models: {', '.join(pre.chosen)}")
+        print(f"rounds: {pre.path / 'rounds.csv'}")
+        return 0
     try:
         res = run_grid(args.grid, output=args.out, scheduler=args.scheduler,
                        n_workers=args.workers, resume=not args.no_resume,
@@ -517,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "$DASK_SCHEDULER_ADDRESS, else a new LocalCluster)")  # fmt: skip
     p.add_argument("--workers", type=int, help="LocalCluster worker processes (default: cores)")
     p.add_argument("--no-resume", action="store_true", help="run every cell again")
+    p.add_argument("--preselect", action="store_true",
+                   help="greedy forward selection of the models to mix, each round a grid of "
+                   "candidate subsets × validation folds (the grid file's [preselect] table)")  # fmt: skip
     p.add_argument(
         "--cache-dir",
         help=f"JAX compilation cache (default ${CACHE_ENV} or ~/.cache/lbmm/jax; 'off' to disable)",

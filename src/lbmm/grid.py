@@ -412,7 +412,9 @@ def _cell_rows(run, cell: Cell) -> list[dict[str, Any]]:
             "divergences": d.get("divergences"),
             "converged": rec.get("converged"),
         }
-        splits = {"test": m.get("test")} if m.get("test") else {}
+        # a fold cell's test split is its fold's held-out nuclei: named so in the table
+        test = cell.axes.get("fold", "test")
+        splits = {test: m.get("test")} if m.get("test") else {}
         splits.update(m.get("folds", {}))
         for split, sc in splits.items():
             cov = dict(zip(sc["ecp"]["levels"], sc["ecp"]["coverage"], strict=True))
