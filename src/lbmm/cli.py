@@ -383,6 +383,41 @@ def _cmd_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from .inference.sensitivity import power_scaling, prior_scaled
+    from .run import load_run
+    from .study import parse_prior
+
+    run = load_run(args.run)
+    study = run.study
+    keys = args.mixers or [m.key for m in study.mixers if m.mixer != "bma"]
+    out = {}
+    for key in keys:
+        entry = study.mixer(key)
+        if entry.mixer == "bma":
+            raise OptionError(f"{key}: BMA is closed form with conjugate priors; nothing to scale")
+        priors = {k: parse_prior(v) for k, v in entry.priors.items()} or None
+        post = run.posterior(key)
+        ps = power_scaling(post, priors)
+        scaled = [prior_scaled(post, c, priors) for c in args.scale]
+        out[key] = {"power_scaling": ps.to_dict(orient="records"), "prior_scaled": scaled}
+        if args.json:
+            continue
+        print(f"{entry.label} ({key}): power-scaling sensitivity (> 0.05: sensitive)")
+        print(ps.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        for r in scaled:
+            verdict = "honest" if r["honest"] else "not honest: refit (lbmm grid, prior_scale)"
+            print(f"  priors {r['c']:g}x wider: k-hat {r['khat']:.2f}, ESS {r['ess']:.0f}, "
+                  f"{verdict}")  # fmt: skip
+            if r["honest"]:
+                for site, m in r["mean"].items():
+                    if isinstance(m, float):
+                        print(f"    {site}: mean {m:.4g}, sd {r['sd'][site]:.3g}")
+    if args.json:
+        print(json.dumps(out, indent=2, default=float))
+    return 0
+
+
 def _cmd_studies(args: argparse.Namespace) -> int:
     from .study import builtin_studies
 
@@ -530,15 +565,33 @@ def build_parser() -> argparse.ArgumentParser:
                    "$DASK_SCHEDULER_ADDRESS, else a new LocalCluster)")  # fmt: skip
     p.add_argument("--workers", type=int, help="LocalCluster worker processes (default: cores)")
     p.add_argument("--no-resume", action="store_true", help="run every cell again")
-    p.add_argument("--preselect", action="store_true",
-                   help="greedy forward selection of the models to mix, each round a grid of "
-                   "candidate subsets × validation folds (the grid file's [preselect] table)")  # fmt: skip
+    p.add_argument(
+        "--preselect",
+        action="store_true",
+        help="greedy forward selection of the models to mix, each round a grid of candidate "
+        "subsets × validation folds (the grid file's [preselect] table)",
+    )
     p.add_argument(
         "--cache-dir",
         help=f"JAX compilation cache (default ${CACHE_ENV} or ~/.cache/lbmm/jax; 'off' to disable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_grid)
+
+    p = sub.add_parser(
+        "sensitivity",
+        help="prior sensitivity of a run's posteriors from their draws (no refit)",
+        description="Power-scaling sensitivity (ArviZ psense) of every user-settable prior, "
+        "and the posterior under priors made c times wider by Pareto-smoothed importance "
+        "weights, said honest only where k-hat < 0.7 and ESS >= 400 (else refit: lbmm grid "
+        "with a prior_scale axis).",
+    )
+    p.add_argument("run", help="a run folder written by lbmm run")
+    p.add_argument("--mixers", nargs="+", metavar="KEY", help="mixer entries (default: all)")
+    p.add_argument("--scale", nargs="+", type=float, default=[0.5, 2.0], metavar="C",
+                   help="prior widths to try (default 0.5 2)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_sensitivity)
 
     p = sub.add_parser("report", help="rebuild the tables, figures and report.html of a run")
     p.add_argument("run", help="a run folder written by lbmm run")
