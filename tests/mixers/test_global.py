@@ -11,6 +11,8 @@ from numpyro.infer import Predictive
 from numpyro.infer.util import log_density
 from scipy import stats
 
+from lbmm.data import OptionError
+from lbmm.inference import fit
 from lbmm.mixers import dirichlet, linear, project_simplex
 
 RNG = np.random.default_rng(0)
@@ -131,3 +133,58 @@ def test_project_simplex_is_the_papers_eq4():
     """Eq. 4: negative weights are cut to zero, the rest rescaled to sum to one."""
     w = jnp.array([[0.2, -0.1, 0.6], [1.5, 0.5, 0.0]])
     np.testing.assert_allclose(project_simplex(w), [[0.25, 0.0, 0.75], [0.75, 0.25, 0.0]])
+
+
+# ---------------------------------------------------------------------- orthogonalised models
+
+
+def _orth_data(n=200, seed=0, duplicate=False):
+    from lbmm.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(5, 20, n)
+    F = truth[:, None] + rng.normal(0, 1.0, size=(n, 4))
+    if duplicate:
+        F[:, 3] = F[:, 2]
+    w = np.array([0.5, 0.3, 0.2, 0.0])
+    y = F @ w + rng.normal(0, 0.1, n)
+    Z, N = np.arange(n) // 20 * 2 + 8, np.arange(n) % 20 * 2 + 10
+    ds = Dataset.from_arrays("o", "y", ("a", "b", "c", "d"), Z, N, y, F,
+                             splits={"train": np.arange(n)})  # fmt: skip
+    return ds, w
+
+
+def test_orthogonal_basis_is_orthonormal_and_orthogonal_to_one():
+    from lbmm.mixers import get_mixer
+
+    ds, _ = _orth_data()
+    opts = get_mixer("orthogonal").resolve_options(ds.split("train"), {"components": 3})
+    V = np.asarray(opts["basis"])
+    np.testing.assert_allclose(V.T @ V, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(V.sum(axis=0), 0.0, atol=1e-12)  # weights 1/K + Vγ sum to one
+    # by the share of variance: the fewest leading directions explaining it
+    s = np.linalg.svd(ds.F - ds.F.mean(axis=1, keepdims=True), compute_uv=False)
+    share = np.cumsum(s**2) / np.sum(s**2)
+    auto = get_mixer("orthogonal").resolve_options(ds.split("train"), {"explained": 0.8})
+    assert auto["components"] == int(np.argmax(share >= 0.8) + 1)
+
+
+def test_orthogonal_recovers_simplex_weights():
+    """All K − 1 directions: the weights are the least-squares ones with Σω = 1; 200 nuclei
+    with σ = 0.1 pin each to about ±0.01, so 0.05 is five posterior sds."""
+    ds, w = _orth_data()
+    post = fit(ds, "orthogonal", options={"components": 3}, num_warmup=300, num_samples=300,
+               num_chains=2, seed=0, warn=False)  # fmt: skip
+    draws = post.samples("weights")
+    np.testing.assert_allclose(draws.sum(axis=-1), 1.0, atol=1e-12)
+    assert np.abs(draws.reshape(-1, 4).mean(axis=0) - w).max() < 0.05
+
+
+def test_orthogonal_refuses_what_it_cannot_do():
+    from lbmm.mixers import get_mixer
+
+    ds, _ = _orth_data(duplicate=True)  # two identical models: the rank is 2, not 3
+    with pytest.raises(OptionError, match="from 1 to 2"):
+        get_mixer("orthogonal").resolve_options(ds.split("train"), {"components": 3})
+    with pytest.raises(OptionError, match="likelihood 'mean' only"):
+        fit(ds, "orthogonal", likelihood="density", num_warmup=10, num_samples=10)

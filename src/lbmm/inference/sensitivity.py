@@ -140,7 +140,7 @@ def prior_scaled(posterior: Posterior, c: float,
         ``scaled`` (site → the new prior as text), and ``mean`` / ``sd`` of every prior's
         site under the new prior (NaN-free only where honest; reported either way).
     """
-    from ..study import prior_text, scale_prior
+    from ..mixers.priors import parse_prior, prior_text, scale_prior
     from .update import _psis
 
     spec = get_mixer(posterior.mixer)
@@ -152,8 +152,6 @@ def prior_scaled(posterior: Posterior, c: float,
     if not scaled:
         raise ValueError(f"mixer {posterior.mixer!r}: none of its priors has a scale")
     log_prior, _, sites = log_densities(posterior, current)
-    from ..study import parse_prior
-
     new = {**current, **{k: parse_prior(v) for k, v in scaled.items()}}
     log_new, _, _ = log_densities(posterior, new)
     lw = sum(log_new.values()) - sum(log_prior.values())  # (chain, draw)

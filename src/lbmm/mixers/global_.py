@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
@@ -29,11 +30,14 @@ from .noise import check_noise, noise_priors, observe, observe_density
 
 __all__ = [
     "DEFAULT_PRIORS",
+    "ORTHO_DEFAULTS",
     "dirichlet",
     "dirichlet_noncentered",
     "dirichlet_weights",
     "likelihood",
     "linear",
+    "orthogonal",
+    "prepare_orthogonal",
     "project_simplex",
 ]
 
@@ -41,7 +45,11 @@ LIKELIHOODS = ("mean", "density")
 
 
 def _default_priors() -> dict[str, dist.Distribution]:
-    return {"weights": dist.Uniform(0.0, 1.0), "alpha": dist.HalfNormal(2.0)}
+    return {
+        "weights": dist.Uniform(0.0, 1.0),
+        "alpha": dist.HalfNormal(2.0),
+        "coef": dist.Normal(0.0, 1.0),
+    }
 
 
 DEFAULT_PRIORS: Mapping[str, dist.Distribution] = {**_default_priors(), **noise_priors()}
@@ -145,6 +153,83 @@ def dirichlet(
         w = numpyro.sample("weights", dist.Dirichlet(alpha))
     else:
         w = numpyro.deterministic("weights", dirichlet_noncentered(alpha))
+    likelihood(F, w, y, likelihood_kind, priors, x=x, noise=noise, noise_nb=noise_nb,
+               noise_mask=noise_mask)  # fmt: skip
+
+
+#: Options of :func:`orthogonal` (besides the noise model's).
+ORTHO_DEFAULTS = (("components", None), ("explained", 0.99), ("basis", None))
+
+
+def prepare_orthogonal(train, opts: dict) -> dict:
+    """The orthonormal directions of :func:`orthogonal` from the training split: the right
+    singular vectors of the centred model matrix F − mean_k f_k (rows: nuclei), the first
+    ``components`` of them, or as many as explain ``explained`` of its variance."""
+    F = np.asarray(train.F, dtype=float)
+    p = F.shape[1]
+    if p < 2:
+        raise OptionError("mixer 'orthogonal' needs at least two models")
+    if opts.get("basis") is not None:
+        V = np.asarray(opts["basis"], dtype=float)
+        if V.ndim != 2 or V.shape[0] != p or not 1 <= V.shape[1] < p:
+            raise OptionError(f"option basis: expected a {p} × k list of lists (k < {p})")
+        opts["components"] = int(V.shape[1])
+        return opts
+    k = opts.get("components")
+    e = opts.get("explained")
+    if not isinstance(e, int | float) or isinstance(e, bool) or not 0 < e <= 1:
+        raise OptionError(f"option explained: expected a share in (0, 1], got {e!r}")
+    D = F - F.mean(axis=1, keepdims=True)
+    _, s, vt = np.linalg.svd(D, full_matrices=False)
+    rank = int(np.sum(s > s[0] * 1e-10))
+    if k is None:
+        share = np.cumsum(s[:rank] ** 2) / np.sum(s[:rank] ** 2)
+        k = int(np.searchsorted(share, e - 1e-12) + 1)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= rank:
+        raise OptionError(
+            f"option components: expected an integer from 1 to {rank} (the rank of the "
+            f"centred model matrix), got {k!r}"
+        )
+    opts["components"] = int(k)
+    opts["basis"] = vt[:k].T.tolist()
+    opts["singular_values"] = s[:k].tolist()
+    return opts
+
+
+def orthogonal(
+    F: jnp.ndarray,
+    x: jnp.ndarray | None = None,
+    y: jnp.ndarray | None = None,
+    *,
+    likelihood_kind: str = "mean",
+    priors: Mapping[str, dist.Distribution] | None = None,
+    components: int | None = None,
+    explained: float = 0.99,
+    basis=None,
+    singular_values=None,
+    noise: str = "constant",
+    noise_neighbors: int = 4,
+    noise_nb=None,
+    noise_mask=None,
+) -> None:
+    """GBMM on orthogonalised models: ω = 1/K + V γ, γ_j ~ N(0, 1), with V (K × k) the
+    leading right singular vectors of the centred model matrix (:func:`prepare_orthogonal`;
+    pybmc's construction). The weights sum to one (V ⟂ 1) but may be negative; the mixture
+    mean is the models' average plus k uncorrelated directions in which they disagree, so
+    near-duplicate models no longer trade weight. y as in :func:`linear`.
+
+    Sites: ``coef`` (k,), ``weights`` (p,) deterministic, ``sigma``, ``y`` (n,).
+    """
+    del noise_neighbors, components, explained, singular_values
+    check_likelihood(likelihood_kind)
+    if likelihood_kind != "mean":
+        raise OptionError("mixer 'orthogonal': its weights may be negative; likelihood 'mean' only")
+    check_noise(noise, likelihood_kind)
+    V = jnp.asarray(basis, dtype=float)
+    p = F.shape[1]
+    with numpyro.plate("component", V.shape[1]):
+        g = numpyro.sample("coef", _prior("coef", priors))
+    w = numpyro.deterministic("weights", 1.0 / p + V @ g)
     likelihood(F, w, y, likelihood_kind, priors, x=x, noise=noise, noise_nb=noise_nb,
                noise_mask=noise_mask)  # fmt: skip
 

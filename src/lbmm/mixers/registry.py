@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.errors import OptionError
+from .global_ import ORTHO_DEFAULTS, dirichlet, linear, orthogonal, prepare_orthogonal
 from .global_ import _default_priors as _global_priors
-from .global_ import dirichlet, linear
 from .local import (
     GLD_DEFAULTS,
     GPD_DEFAULTS,
@@ -126,6 +126,15 @@ MIXERS: dict[str, MixerSpec] = {
         hints=(("density", _DENSITY_HINT),),
         defaults=NOISE_DEFAULTS,
         prior_names=("alpha",),
+    ),
+    "orthogonal": MixerSpec(
+        "orthogonal",
+        orthogonal,
+        "GBMM+O",
+        "global mixture on orthogonalised models, ω = 1/K + Vγ (SVD of the centred models)",
+        prepare=prepare_orthogonal,
+        defaults=(*ORTHO_DEFAULTS, *NOISE_DEFAULTS),
+        prior_names=("coef",),
     ),
     "glm_dirichlet": MixerSpec(
         "glm_dirichlet",
