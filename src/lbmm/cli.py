@@ -407,7 +407,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         print(ps.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         for r in scaled:
             verdict = "honest" if r["honest"] else "not honest: refit (lbmm grid, prior_scale)"
-            print(f"  priors {r['c']:g}x wider: k-hat {r['khat']:.2f}, ESS {r['ess']:.0f}, "
+            print(f"  every prior's width x {r['c']:g}: k-hat {r['khat']:.2f}, ESS {r['ess']:.0f}, "
                   f"{verdict}")  # fmt: skip
             if r["honest"]:
                 for site, m in r["mean"].items():

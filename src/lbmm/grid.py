@@ -497,7 +497,7 @@ def _client(scheduler: str | None, n_workers: int | None):
         n_workers=n,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: never a clash with another cluster
         env=WORKER_ENV,
     )
     return Client(cluster), cluster
@@ -615,13 +615,15 @@ def run_grid(
     if todo:
         client, cluster = _client(scheduler, n_workers)
         try:
+            link = getattr(client, "dashboard_link", None)
             engine = {
                 "scheduler": client.scheduler.address,
                 "cluster": "LocalCluster" if cluster is not None else "external",
                 "workers": len(client.scheduler_info().get("workers", {})),
             }
+            board = f"; dashboard {link}" if link else ""
             say(f"Dask: {engine['cluster']} at {engine['scheduler']}, "
-                f"{engine['workers']} workers")  # fmt: skip
+                f"{engine['workers']} workers{board}")  # fmt: skip
             cache = str(Path(cache_dir).absolute()) if cache_dir else None
             futures = {}
             for c in todo:
