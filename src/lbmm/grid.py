@@ -656,9 +656,11 @@ def run_grid(
                     on_cell(done, len(g.cells))
         finally:
             client.close()
-            if cluster is not None:
+            if cluster is not None:  # its workers are gone: nothing of theirs is in flight
                 cluster.close()
-    for c in g.cells:
+                for c in g.cells:
+                    _clean_partials(cells_dir / c.id)
+    for c in g.cells:  # every cell has finished or failed: partial folders are dead ones
         _clean_partials(cells_dir / c.id)
     table = results_table(rows, g)
     atomic_write_text(target / "results.csv", table.to_csv(index=False))
