@@ -228,7 +228,7 @@ def _start(cmd, log):
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def _wait(cond, what, limit=300.0):
+def _wait(cond, what, limit=600.0):
     t0 = time.monotonic()
     while not cond():
         if time.monotonic() - t0 > limit:
