@@ -153,6 +153,33 @@ def test_bad_grids_are_refused_naming_the_key(change, match):
         grid_from_dict(spec)
 
 
+def test_prior_scale_applies_after_the_other_axes():
+    """Whatever the axes' order, prior_scale scales the priors the other axes chose."""
+    for axes in (
+        {"prior_scale": [2.0], "priors.sigma": ["Gamma(5.0, 20.0)"]},
+        {"priors.sigma": ["Gamma(5.0, 20.0)"], "prior_scale": [2.0]},
+    ):
+        (cell,) = grid_from_dict(_grid(axes)).cells
+        assert parse_prior(cell.study["mixers"][0]["priors"]["sigma"]).rate == pytest.approx(10)
+    spec = _grid({"prior_scale": [2.0], "options.noise": ["constant"]})
+    (cell,) = grid_from_dict(spec).cells  # the spread prior of the base entry is not kept
+    assert set(cell.study["mixers"][0]["priors"]) == {"sigma"}
+
+
+def test_fold_axis_and_validation_folds_do_not_mix():
+    with pytest.raises(GridError, match=r"base\.folds"):
+        grid_from_dict(_grid({"fold": ["neutron_rich"]}, folds=["neutron_rich"]))
+
+
+def test_a_folder_another_grid_is_writing_is_refused(tmp_path):
+    from lbmm.grid import _locked
+
+    out = tmp_path / "g"
+    out.mkdir()
+    with _locked(out), pytest.raises(GridError, match="another lbmm grid is writing"):
+        run_grid(grid_from_dict(_grid({"seed": [0]})), output=out)
+
+
 def test_grid_file_errors_name_the_file(tmp_path):
     with pytest.raises(GridError, match="no such grid file"):
         load_grid(tmp_path / "none.toml")
@@ -186,7 +213,6 @@ def test_local_cluster_grid_writes_every_cell(local_grid):
     man = res.manifest
     assert man["engine"]["cluster"] == "LocalCluster" and man["engine"]["workers"] == 2
     assert {c["status"] for c in man["cells"].values()} == {"ran"}
-    assert len({c["worker"] for c in man["cells"].values()}) == 2  # both workers had cells
     table = pd.read_csv(res.path / "results.csv", dtype={"cell": str})
     assert len(table) == 4 and set(table["split"]) == {"test"}
     assert table[["rms", "crps", "ecp_mean_abs", "rhat_max"]].notna().all().all()
@@ -206,10 +232,11 @@ def test_local_cluster_grid_writes_every_cell(local_grid):
 
 def test_a_finished_grid_is_resumed_without_work(local_grid, cache):
     spec, res, _ = local_grid
+    before = (res.path / "results.csv").read_text()
     again = run_grid(grid_from_dict(spec), output=res.path, n_workers=2, cache_dir=cache)
     assert {c["status"] for c in again.manifest["cells"].values()} == {"skipped"}
     assert again.manifest["engine"] == {}  # no cluster was started
-    assert (res.path / "results.csv").read_text() == again.results.to_csv(index=False)
+    assert (res.path / "results.csv").read_text() == before
 
 
 def test_grid_folder_of_another_kind_is_refused(local_grid, tmp_path):
@@ -226,6 +253,15 @@ def test_grid_folder_of_another_kind_is_refused(local_grid, tmp_path):
 def _start(cmd, log):
     env = {**os.environ, **WORKER_ENV}
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _address(sfile):
+    """The scheduler's address once its file is written whole (it is not written
+    atomically)."""
+    try:
+        return json.loads(sfile.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _wait(cond, what, limit=600.0):
@@ -250,13 +286,14 @@ def test_external_cluster_gives_the_same_table_and_survives_a_killed_worker(
     dask = [sys.executable, "-m"]
     procs = [_start([*dask, "distributed.cli.dask_scheduler", "--port", "0", "--no-dashboard",
                      "--scheduler-file", str(sfile)], logs)]  # fmt: skip
+    grid = None
     try:
-        _wait(sfile.exists, "the scheduler file")
+        _wait(lambda: _address(sfile) is not None, "the scheduler file")
         for _ in range(2):
             worker = [*dask, "distributed.cli.dask_worker", "--scheduler-file", str(sfile),
                       "--nthreads", "1", "--no-dashboard"]  # fmt: skip
             procs.append(_start(worker, logs))
-        address = json.loads(sfile.read_text())["address"]
+        address = _address(sfile)
         client = Client(address, timeout="60s")
         client.wait_for_workers(2, timeout=120)
         gfile = tmp_path / "g.toml"
@@ -270,16 +307,29 @@ def test_external_cluster_gives_the_same_table_and_survives_a_killed_worker(
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         cells = out / "cells"
-        _wait(lambda: cells.is_dir() and any(p.name.startswith(".") for p in cells.iterdir()),
-              "a cell under way")  # fmt: skip
-        pids = client.run(os.getpid)
-        busy = [w for w, tasks in client.processing().items() if tasks]
-        victim = pids[busy[0]]
+        found = {}
+
+        def under_way() -> bool:
+            """A cell with a partial folder, and the worker that is running it."""
+            if not cells.is_dir():
+                return False
+            ids = [p.name[1:13] for p in cells.iterdir() if ".partial-" in p.name]
+            for w, keys in client.processing().items():
+                for cid in ids:
+                    if any(k.startswith(f"lbmm-cell-{cid}-") for k in keys):
+                        found.update(cell=cid, worker=w)
+                        return True
+            return False
+
+        _wait(under_way, "a cell under way")
+        victim = client.run(os.getpid)[found["worker"]]
         os.kill(victim, signal.SIGKILL)
         text, _ = grid.communicate(timeout=600)
         assert grid.returncode == 0, text
         client.close()
     finally:
+        if grid is not None and grid.poll() is None:
+            grid.kill()
         for p in procs[::-1]:
             p.terminate()
         for p in procs:
@@ -289,5 +339,7 @@ def test_external_cluster_gives_the_same_table_and_survives_a_killed_worker(
     assert man["engine"]["cluster"] == "external"
     assert {c["status"] for c in man["cells"].values()} == {"ran"}
     assert all(c["pid"] != victim for c in man["cells"].values() if c["status"] == "ran")
+    # the killed cell ran again elsewhere, and that attempt removed the dead one's folder
+    assert man["cells"][found["cell"]]["cleared_partials"] >= 1
     assert not [p for p in cells.iterdir() if p.name.startswith(".")]  # nothing half-written
     assert (out / "results.csv").read_text() == (res.path / "results.csv").read_text()

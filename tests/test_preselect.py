@@ -50,6 +50,10 @@ def _spec(**pre):
         (_spec(start=["DUZUU"]), r"preselect\.start names no model 'DUZUU'"),
         ({**_spec(), "base": {"sampling": TINY}}, "scores one mixer entry"),
         (_spec(folds=[]), r"preselect\.folds must be a non-empty list"),
+        (_spec(folds=["regoins"]), r"preselect\.folds names no fold kind 'regoins'"),
+        (_spec(start="DUZU"), r"preselect\.start must be a list"),
+        (_spec(max_size=0), r"preselect\.max_size must be an integer of at least 2"),
+        (_spec(min_gain="x"), r"preselect\.min_gain must be a number"),
     ],
 )
 def test_bad_preselect_settings_are_refused(spec, match, tmp_path):
@@ -63,17 +67,23 @@ def test_greedy_rounds_keep_the_best_pooled_score(tmp_path):
     candidates, read back from that round's own results table."""
     out = tmp_path / "p"
     res = preselect(_spec(start=["DUZU"], max_size=3), output=out, n_workers=2)
-    assert len(res.chosen) == 3 and res.chosen[0] == "DUZU"
+    assert res.chosen[0] == "DUZU" and len(res.chosen) in (2, 3)
     rounds = pd.read_csv(out / "rounds.csv")
-    assert sorted(rounds["round"].unique()) == [1, 2]
+    assert sorted(rounds["round"].unique()) == [1, 2]  # round 1 always keeps its best
     assert (rounds.groupby("round").size() == [4, 3]).all()
-    for r, added in ((1, res.chosen[1]), (2, res.chosen[2])):
+    best_so_far = None
+    for r in (1, 2):
         table = pd.read_csv(out / f"round-{r}" / "results.csv")
         assert set(table["split"]) == {"neutron_rich"}
         pooled = pooled_scores(table)
-        best = pooled.loc[pooled["mlpd"].idxmax(), "models"]
-        assert best.split("+")[-1] == added
+        top = pooled.loc[pooled["mlpd"].idxmax()]
         kept = rounds[(rounds["round"] == r) & rounds["chosen"]]
-        assert list(kept["added"]) == [added]
+        # kept: the round's best, where it beats the last kept score (round 1: always)
+        if best_so_far is None or top["mlpd"] > best_so_far:
+            assert list(kept["added"]) == [top["models"].split("+")[-1]]
+            assert top["models"].split("+")[-1] in res.chosen
+            best_so_far = top["mlpd"]
+        else:
+            assert kept.empty and len(res.chosen) == 2
     rec = json.loads((out / "preselect.json").read_text())
     assert rec["chosen"] == list(res.chosen)

@@ -31,12 +31,19 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any threads
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def new_file_mode(folder: bool = False) -> int:
     """The mode a new file (or folder) gets under the process's umask (temporary files and
     folders are made private; what is handed on is set to this before it is renamed)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return (0o777 if folder else 0o666) & ~mask
+    return (0o777 if folder else 0o666) & ~_UMASK
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

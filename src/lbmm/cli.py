@@ -354,6 +354,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
             nonlocal bar
             if bar is None:
                 bar = tqdm(total=total, desc="cells", unit="cell", file=sys.stderr)
+            bar.total = total  # each preselection round is a grid of its own
             bar.n = done
             bar.refresh()
 
@@ -363,6 +364,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         try:
             pre = preselect(args.grid, output=args.out, scheduler=args.scheduler,
                             n_workers=args.workers, cache_dir=args.cache_dir,
+                            resume=not args.no_resume,
                             progress=_progress(args.quiet), on_cell=on_cell)  # fmt: skip
         finally:
             if bar is not None:
@@ -414,7 +416,9 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
                     if isinstance(m, float):
                         print(f"    {site}: mean {m:.4g}, sd {r['sd'][site]:.3g}")
     if args.json:
-        print(json.dumps(out, indent=2, default=float))
+        from ._util import jsonable
+
+        print(json.dumps(jsonable(out), indent=2, allow_nan=False))
     return 0
 
 

@@ -12,8 +12,9 @@ A grid file (TOML) names a base study and the axes to vary::
 
     [axes]                           # every combination of the values is one cell
     seed = [0, 1, 2]
-    models = [["FRDM2012", "HFB24"], ["SkM*", "SkP", "SLy4"]]   # or { size = 2 }: every pair
-    prior_scale = [0.5, 1.0, 2.0]    # every prior with a scale made c times wider
+    models = [["FRDM12", "HFB24"], ["SKMS", "SKP", "SLY4"]]   # or { size = 2 }: every pair
+    prior_scale = [0.5, 1.0, 2.0]    # every prior with a scale made c times wider (applied
+                                     # after the other axes: priors.X values are scaled too)
     fold = ["neutron_rich", "regions"]   # one cell per fold: train on it, test on its held-out
     "options.noise" = ["constant", "spread"]
     "sampling.target_accept" = [0.9, 0.95]
@@ -40,6 +41,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,8 +76,7 @@ _BASE = ("mixers", "sampling", "seed", "folds", "data_dir", "max_draws")
 #: Environment of the worker processes of the default LocalCluster: one thread each (the
 #: cluster, not XLA, uses the cores), JAX on one host device.
 WORKER_ENV = {
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 "
-    "--xla_force_host_platform_device_count=1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false --xla_force_host_platform_device_count=1",
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -169,7 +170,7 @@ def _entry_priors(entry: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _apply(raw: dict[str, Any], axis: str, value: Any, ctx: _Context) -> None:
+def _apply(raw: dict[str, Any], axis: str, value: Any, ctx: _Context, source: str) -> None:
     """Set one axis value in a study's plain data (in place)."""
     mixers = raw["mixers"]
     if axis == "seed":
@@ -186,7 +187,11 @@ def _apply(raw: dict[str, Any], axis: str, value: Any, ctx: _Context) -> None:
         for m in mixers:
             scaled = {}
             for name, prior in _entry_priors(m).items():
-                text = scale_prior(prior, float(value))
+                try:
+                    text = scale_prior(prior, float(value))
+                except ValueError as err:
+                    _fail(source, "axes.prior_scale", f"cannot scale prior {name!r} of entry "
+                          f"{m['key']!r}: {err}")  # fmt: skip
                 if text is not None:
                     scaled[name] = text
             m["priors"] = {**m["priors"], **scaled}
@@ -312,8 +317,18 @@ def grid_from_dict(
             values, ctx.fold_splits = _fold_values(source, values, base, ds)
         elif not isinstance(values, list) or not values:
             _fail(source, f"axes.{axis}", "must be a non-empty list of values")
+        if axis == "fold" and base.validation.folds:
+            _fail(source, "axes.fold", "and base.folds (validation folds inside every cell) "
+                  "cannot go together: the cells' split names would collide")  # fmt: skip
         if axis == "mixers":
             for v in values:
+                if not (
+                    isinstance(v, str)
+                    or (isinstance(v, list) and v and all(isinstance(k, str) for k in v))
+                ):
+                    _fail(
+                        source, "axes.mixers", f"must hold entry keys or lists of them, got {v!r}"
+                    )
                 for k in [v] if isinstance(v, str) else v:
                     if k not in base.keys:
                         _fail(source, "axes.mixers", f"names no entry {k!r}; entries: {base.keys}")
@@ -344,10 +359,11 @@ def grid_from_dict(
     cells = []
     for combo in itertools.product(*(v for _, v in axes)):
         raw = base.to_dict()
-        shown = {}
-        for (axis, _), value in zip(axes, combo, strict=True):
-            _apply(raw, axis, value, ctx)
-            shown[axis] = _show(value)
+        values = dict(zip((a for a, _ in axes), combo, strict=True))
+        # prior_scale last: it scales the priors the other axes chose (noise model, priors.X)
+        for axis in sorted(values, key=lambda a: a == "prior_scale"):
+            _apply(raw, axis, values[axis], ctx, source)
+        shown = {a: _show(v) for a, v in values.items()}
         raw["output"] = "cell"  # each cell's folder is GRID/cells/ID (set below)
         where = ", ".join(f"{a}={v}" for a, v in shown.items())
         try:
@@ -379,8 +395,9 @@ def _canonical(v: Any) -> str:
 
 
 def load_grid(grid: str | Path | Mapping[str, Any]) -> Grid:
-    """Read and validate a grid file (or plain data); relative paths are taken from the
-    file's folder."""
+    """Read and validate a grid file (or plain data). A relative ``study`` file and
+    ``base.data_dir`` are taken from the file's folder; ``output`` from the working directory,
+    as a study's is."""
     if isinstance(grid, Mapping):
         return grid_from_dict(grid)
     path = Path(grid)
@@ -423,11 +440,13 @@ def _cell_rows(run, cell: Cell) -> list[dict[str, Any]]:
     return rows
 
 
-def _clean_partials(folder: Path) -> None:
-    for p in folder.parent.glob(f".{folder.name}.partial-*"):
+def _clean_partials(folder: Path) -> int:
+    """Remove the partial folders a dead attempt at this cell left; how many there were."""
+    found = [*folder.parent.glob(f".{folder.name}.partial-*"),
+             *folder.parent.glob(f".{folder.name}.old-*")]  # fmt: skip
+    for p in found:
         shutil.rmtree(p, ignore_errors=True)
-    for p in folder.parent.glob(f".{folder.name}.old-*"):
-        shutil.rmtree(p, ignore_errors=True)
+    return len(found)
 
 
 def _done(folder: Path, digest: str) -> bool:
@@ -452,7 +471,7 @@ def run_cell(
 
     folder = Path(folder)
     t0 = time.perf_counter()
-    _clean_partials(folder)
+    cleared = _clean_partials(folder)
     st = study_from_dict(cell.study, source=f"grid {grid_name}, cell {cell.id}")
     grid_record = {"name": grid_name, "cell": cell.id, "digest": cell.digest,
                    "axes": dict(cell.axes)}  # fmt: skip
@@ -466,7 +485,7 @@ def run_cell(
     )
     run = load_run(folder, verify_hashes=False)
     return {"rows": _cell_rows(run, cell), "wall_s": time.perf_counter() - t0,
-            "worker": _worker_name(), "pid": os.getpid()}  # fmt: skip
+            "worker": _worker_name(), "pid": os.getpid(), "cleared_partials": cleared}  # fmt: skip
 
 
 def _worker_name() -> str | None:
@@ -517,9 +536,26 @@ def results_table(rows: Sequence[Mapping[str, Any]], grid: Grid) -> pd.DataFrame
     return df
 
 
+@contextmanager
+def _locked(folder: Path):
+    """Hold ``folder/.lock`` (an advisory lock) while a grid writes there: a second
+    ``lbmm grid`` on the same folder is refused instead of sweeping the first one's work."""
+    import fcntl
+
+    fh = open(folder / ".lock", "a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise GridError(f"{folder}: another lbmm grid is writing there") from err
+        yield
+    finally:
+        fh.close()
+
+
 def _check_folder(path: Path, name: str) -> None:
     man = path / "manifest.json"
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    if not path.exists() or (path.is_dir() and not any(p.name != ".lock" for p in path.iterdir())):
         return
     if not path.is_dir():
         raise GridError(f"{path} exists and is not a folder")
@@ -585,6 +621,8 @@ def run_grid(
         the table lists them; the manifest says which failed and why). A cell that failed on
         a bug re-raises its exception, after the grid's files are written.
     """
+    from asyncio import CancelledError
+
     from distributed import as_completed
 
     from .run import package_versions, platform_info
@@ -593,108 +631,112 @@ def run_grid(
     g = grid if isinstance(grid, Grid) else load_grid(grid)
     target = Path(output if output is not None else g.output).expanduser().absolute()
     _check_folder(target, g.name)
-    cells_dir = target / "cells"
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    started, t0 = _now(), time.perf_counter()
-    status: dict[str, dict[str, Any]] = {}
-    rows: list[dict[str, Any]] = []
-    todo = []
-    for c in g.cells:
-        folder = cells_dir / c.id
-        if resume and _done(folder, c.digest):
-            from .run import load_run
+    target.mkdir(parents=True, exist_ok=True)
+    with _locked(target):
+        cells_dir = target / "cells"
+        cells_dir.mkdir(parents=True, exist_ok=True)
+        started, t0 = _now(), time.perf_counter()
+        status: dict[str, dict[str, Any]] = {}
+        rows: list[dict[str, Any]] = []
+        todo = []
+        for c in g.cells:
+            folder = cells_dir / c.id
+            if resume and _done(folder, c.digest):
+                from .run import load_run
 
-            rows.extend(_cell_rows(load_run(folder, verify_hashes=False), c))
-            status[c.id] = {"status": "skipped", "why": "its folder holds this study"}
-        else:
-            todo.append(c)
-    say(f"grid {g.name}: {len(g.cells)} cells ({len(g.cells) - len(todo)} done before), "
-        f"axes {', '.join(f'{a} ({len(v)})' for a, v in g.axes)}")  # fmt: skip
-    engine: dict[str, Any] = {}
-    errors: list[tuple[Cell, BaseException]] = []
-    if todo:
-        client, cluster = _client(scheduler, n_workers)
-        try:
-            link = getattr(client, "dashboard_link", None)
-            engine = {
-                "scheduler": client.scheduler.address,
-                "cluster": "LocalCluster" if cluster is not None else "external",
-                "workers": len(client.scheduler_info().get("workers", {})),
-            }
-            board = f"; dashboard {link}" if link else ""
-            say(f"Dask: {engine['cluster']} at {engine['scheduler']}, "
-                f"{engine['workers']} workers{board}")  # fmt: skip
-            cache = str(Path(cache_dir).absolute()) if cache_dir else None
-            futures = {}
-            for c in todo:
-                fut = client.submit(
-                    run_cell, c, str(cells_dir / c.id), g.name, report=g.report,
-                    cache_dir=cache, key=f"lbmm-cell-{c.id}-{time.time_ns()}", pure=False,
-                    retries=retries,
-                )  # fmt: skip
-                futures[fut] = c
-            done = len(g.cells) - len(todo)
-            if on_cell:
-                on_cell(done, len(g.cells))
-            for fut in as_completed(list(futures)):
-                c = futures[fut]
-                done += 1
-                try:
-                    out = fut.result()
-                except Exception as err:  # recorded, then raised below
-                    errors.append((c, err))
-                    status[c.id] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-                    say(f"[{done}/{len(g.cells)}] cell {c.id} FAILED: {err}")
-                else:
-                    rows.extend(out["rows"])
-                    status[c.id] = {"status": "ran", **{k: out[k] for k in
-                                    ("wall_s", "worker", "pid")}}  # fmt: skip
-                    say(f"[{done}/{len(g.cells)}] cell {c.id} "
-                        f"({', '.join(f'{a}={v}' for a, v in c.axes.items())}) in "
-                        f"{out['wall_s']:.0f} s on {out['worker']}")  # fmt: skip
+                rows.extend(_cell_rows(load_run(folder, verify_hashes=False), c))
+                status[c.id] = {"status": "skipped", "why": "its folder holds this study"}
+            else:
+                todo.append(c)
+        say(f"grid {g.name}: {len(g.cells)} cells ({len(g.cells) - len(todo)} done before), "
+            f"axes {', '.join(f'{a} ({len(v)})' for a, v in g.axes)}")  # fmt: skip
+        engine: dict[str, Any] = {}
+        errors: list[tuple[Cell, BaseException]] = []
+        if todo:
+            client, cluster = _client(scheduler, n_workers)
+            try:
+                link = getattr(client, "dashboard_link", None)
+                engine = {
+                    "scheduler": client.scheduler.address,
+                    "cluster": "LocalCluster" if cluster is not None else "external",
+                    "workers": len(client.scheduler_info().get("workers", {})),
+                }
+                board = f"; dashboard {link}" if link else ""
+                say(f"Dask: {engine['cluster']} at {engine['scheduler']}, "
+                    f"{engine['workers']} workers{board}")  # fmt: skip
+                cache = str(Path(cache_dir).absolute()) if cache_dir else None
+                futures = {}
+                for c in todo:
+                    fut = client.submit(
+                        run_cell, c, str(cells_dir / c.id), g.name, report=g.report,
+                        cache_dir=cache, key=f"lbmm-cell-{c.id}-{time.time_ns()}", pure=False,
+                        retries=retries,
+                    )  # fmt: skip
+                    futures[fut] = c
+                done = len(g.cells) - len(todo)
                 if on_cell:
                     on_cell(done, len(g.cells))
-        finally:
-            client.close()
-            if cluster is not None:  # its workers are gone: nothing of theirs is in flight
-                cluster.close()
-                for c in g.cells:
-                    _clean_partials(cells_dir / c.id)
-    for c in g.cells:  # every cell has finished or failed: partial folders are dead ones
-        _clean_partials(cells_dir / c.id)
-    table = results_table(rows, g)
-    atomic_write_text(target / "results.csv", table.to_csv(index=False))
-    atomic_write_text(target / "grid.toml", _grid_toml(g))
-    manifest = {
-        "format": GRID_FORMAT,
-        "format_version": GRID_FORMAT_VERSION,
-        "name": g.name,
-        "description": g.description,
-        "source": g.source,
-        "base_study": g.base.to_dict(),
-        "axes": {a: [_show(v) for v in vals] for a, vals in g.axes},
-        "cells": {c.id: _cell_record(c, status.get(c.id, {})) for c in g.cells},
-        "engine": engine,
-        "started": started,
-        "finished": _now(),
-        "wall_s": time.perf_counter() - t0,
-        "versions": package_versions(),
-        "platform": platform_info(),
-        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
-    }
-    if report and not table.empty:
-        from .report.grid import grid_report
+                for fut in as_completed(list(futures)):
+                    c = futures[fut]
+                    done += 1
+                    try:
+                        out = fut.result()
+                    except (Exception, CancelledError) as err:  # recorded, then raised below
+                        errors.append((c, err))
+                        status[c.id] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+                        say(f"[{done}/{len(g.cells)}] cell {c.id} FAILED: {err}")
+                    else:
+                        rows.extend(out["rows"])
+                        kept = ("wall_s", "worker", "pid", "cleared_partials")
+                        status[c.id] = {"status": "ran", **{k: out[k] for k in kept}}
+                        say(f"[{done}/{len(g.cells)}] cell {c.id} "
+                            f"({', '.join(f'{a}={v}' for a, v in c.axes.items())}) in "
+                            f"{out['wall_s']:.0f} s on {out['worker']}")  # fmt: skip
+                    if on_cell:
+                        on_cell(done, len(g.cells))
+            finally:
+                client.close()
+                if cluster is not None:  # its workers are gone: nothing of theirs is in flight
+                    cluster.close()
+                    for c in g.cells:
+                        _clean_partials(cells_dir / c.id)
+        for c in g.cells:  # every cell has finished or failed: partial folders are dead ones
+            _clean_partials(cells_dir / c.id)
+        table = results_table(rows, g)
+        atomic_write_text(target / "results.csv", table.to_csv(index=False))
+        atomic_write_text(target / "grid.toml", _grid_toml(g))
+        manifest = {
+            "format": GRID_FORMAT,
+            "format_version": GRID_FORMAT_VERSION,
+            "name": g.name,
+            "description": g.description,
+            "source": g.source,
+            "base_study": g.base.to_dict(),
+            "axes": {a: [_show(v) for v in vals] for a, vals in g.axes},
+            "cells": {c.id: _cell_record(c, status.get(c.id, {})) for c in g.cells},
+            "engine": engine,
+            "started": started,
+            "finished": _now(),
+            "wall_s": time.perf_counter() - t0,
+            "versions": package_versions(),
+            "platform": platform_info(),
+            "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
+        }
+        if report and not table.empty:
+            from .report.grid import grid_report
 
-        grid_report(target, table, manifest)
-    write_json(target / "manifest.json", manifest)
-    say(f"grid folder: {target} ({time.perf_counter() - t0:.0f} s)")
-    bugs = [e for _, e in errors if not isinstance(e, InputError)]
-    if bugs:
-        raise bugs[0]
-    if errors:
-        lines = "; ".join(f"cell {c.id} ({_show(list(c.axes.values()))}): {e}" for c, e in errors)
-        raise GridError(f"{len(errors)} of {len(g.cells)} cells failed: {lines}")
-    return GridResult(path=target, results=table, manifest=manifest)
+            grid_report(target, table, manifest)
+        write_json(target / "manifest.json", manifest)
+        say(f"grid folder: {target} ({time.perf_counter() - t0:.0f} s)")
+        bugs = [e for _, e in errors if not isinstance(e, InputError)]
+        if bugs:
+            raise bugs[0]
+        if errors:
+            lines = "; ".join(
+                f"cell {c.id} ({_show(list(c.axes.values()))}): {e}" for c, e in errors
+            )
+            raise GridError(f"{len(errors)} of {len(g.cells)} cells failed: {lines}")
+        return GridResult(path=target, results=table, manifest=manifest)
 
 
 def _cell_record(c: Cell, status: Mapping[str, Any]) -> dict[str, Any]:
@@ -724,4 +766,5 @@ def load_grid_result(path: str | Path) -> GridResult:
         raise GridError(f"{path} is not a finished lbmm grid ({err})") from err
     if m.get("format") != GRID_FORMAT:
         raise GridError(f"{man} is not an lbmm grid manifest")
-    return GridResult(path=path, results=pd.read_csv(path / "results.csv"), manifest=m)
+    text = {c: str for c in ("cell", *m.get("axes", {}))}  # IDs and axis values stay text
+    return GridResult(path=path, results=pd.read_csv(path / "results.csv", dtype=text), manifest=m)

@@ -4,8 +4,10 @@ Greedy forward selection (``lbmm grid GRID.toml --preselect``): start from one m
 default the one with the lowest training rms), and in each round try adding every model not
 yet chosen; each candidate subset is fitted on every validation fold (a grid of subsets ×
 folds, run on Dask by :func:`lbmm.grid.run_grid`) and scored by its log predictive density
-on the held-out nuclei, pooled over the folds (the mean over all held-out nuclei). The best
-candidate is kept if it raises the score by more than ``min_gain``; else the selection stops.
+on the held-out nuclei, pooled over the folds (the mean over all held-out nuclei). The first
+round's best is always kept (a mixture needs two models: a single start model is not
+scored); from then on the best candidate is kept if it raises the score by more than
+``min_gain``, else the selection stops.
 Calibration (mean |ECP − level| over the folds' held-out nuclei) and rms are reported beside
 the score. The test split plays no part: it reports afterwards.
 
@@ -52,7 +54,8 @@ class PreselectResult:
 def pooled_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Per model subset: the fold metrics pooled over the held-out nuclei of every fold (and
     seed): mean log predictive density, rms, mean |ECP − level|, held-out count, and the
-    share of fits that met the convergence bars."""
+    share of fits that met the convergence bars. Rows of the test split are left out."""
+    table = table[table["split"] != "test"] if "split" in table else table
     t = table.assign(
         lpd=table["mlpd"] * table["n"],
         se=table["rms"] ** 2 * table["n"],
@@ -72,25 +75,52 @@ def pooled_scores(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _settings(spec: Mapping[str, Any], source: str) -> dict[str, Any]:
-    pre = dict(spec.get("preselect", {}))
+    from .data import FOLD_KINDS
+
+    def fail(key: str, what: str) -> None:
+        raise GridError(f"{source}: preselect.{key} {what}")
+
+    pre = spec.get("preselect", {})
+    if not isinstance(pre, Mapping):
+        raise GridError(f"{source}: preselect must be a table")
     unknown = sorted(set(pre) - set(_KNOWN))
     if unknown:
-        raise GridError(f"{source}: preselect.{unknown[0]} is not known; known: {list(_KNOWN)}")
+        fail(unknown[0], f"is not known; known: {list(_KNOWN)}")
     axes = spec.get("axes", {})
     if set(axes) - {"seed"}:
         raise GridError(
             f"{source}: with --preselect the axes may hold seed only (the rounds make the "
             f"model and fold axes), found {sorted(set(axes) - {'seed'})}"
         )
+    if (spec.get("base") or {}).get("folds"):
+        raise GridError(f"{source}: base.folds and --preselect cannot go together (the "
+                        "rounds make their own fold cells)")  # fmt: skip
     folds = pre.get("folds", ["neutron_rich", "regions"])
     if not isinstance(folds, list) or not folds:
-        raise GridError(f"{source}: preselect.folds must be a non-empty list of fold kinds")
+        fail("folds", "must be a non-empty list of fold kinds")
+    for f in folds:
+        if f not in FOLD_KINDS:
+            fail("folds", f"names no fold kind {f!r}; known: {list(FOLD_KINDS)}")
+    start = pre.get("start", [])
+    if not isinstance(start, list) or not all(isinstance(m, str) for m in start):
+        fail("start", f"must be a list of model names, got {start!r}")
+    max_size = pre.get("max_size")
+    if max_size is not None and (
+        isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 2
+    ):
+        fail("max_size", f"must be an integer of at least 2, got {max_size!r}")
+    min_gain = pre.get("min_gain", 0.0)
+    if isinstance(min_gain, bool) or not isinstance(min_gain, int | float) or min_gain < 0:
+        fail("min_gain", f"must be a number >= 0, got {min_gain!r}")
+    report_test = pre.get("report_test", False)
+    if not isinstance(report_test, bool):
+        fail("report_test", f"must be true or false, got {report_test!r}")
     return {
         "folds": folds,
-        "start": list(pre.get("start", [])),
-        "max_size": pre.get("max_size"),
-        "min_gain": float(pre.get("min_gain", 0.0)),
-        "report_test": bool(pre.get("report_test", False)),
+        "start": start,
+        "max_size": max_size,
+        "min_gain": float(min_gain),
+        "report_test": report_test,
         "seeds": axes.get("seed"),
     }
 
@@ -102,6 +132,7 @@ def preselect(
     scheduler: str | None = None,
     n_workers: int | None = None,
     cache_dir: str | Path | None = None,
+    resume: bool = True,
     progress: Callable[[str], None] | None = None,
     on_cell: Callable[[int, int], None] | None = None,
 ) -> PreselectResult:
@@ -116,6 +147,9 @@ def preselect(
         The folder (default the grid's ``output``): ``round-N/`` grid folders (each
         resumable), ``rounds.csv`` (every candidate's pooled fold scores) and
         ``preselect.json`` (the chosen models and the path to them).
+    resume
+        Skip the cells (of every round) already done: a rerun after an interruption costs
+        only what was left.
 
     Returns
     -------
@@ -174,7 +208,7 @@ def preselect(
         say(f"round {r}: {len(cands)} candidates × folds = {len(g.cells)} cells")
         res = run_grid(g, output=target / f"round-{r}", scheduler=scheduler,
                        n_workers=n_workers, cache_dir=cache_dir, progress=say,
-                       on_cell=on_cell)  # fmt: skip
+                       on_cell=on_cell, resume=resume)  # fmt: skip
         scores = pooled_scores(res.results).assign(round=r)
         scores["added"] = [m.split("+")[-1] for m in scores["models"]]
         scores = scores.sort_values("mlpd", ascending=False, kind="stable")
@@ -204,7 +238,8 @@ def preselect(
                            source=source, anchor=anchor)  # fmt: skip
         say(f"test split: the {len(subsets)} subsets on the path and all models (reported)")
         res = run_grid(g, output=target / "test", scheduler=scheduler, n_workers=n_workers,
-                       cache_dir=cache_dir, progress=say, on_cell=on_cell)  # fmt: skip
+                       cache_dir=cache_dir, progress=say, on_cell=on_cell,
+                       resume=resume)  # fmt: skip
         test = res.results
     atomic_write_text(target / "rounds.csv", rounds.to_csv(index=False))
     write_json(

@@ -102,7 +102,9 @@ def power_scaling(posterior: Posterior, priors: Mapping[str, Any] | None = None,
     """Power-scaling sensitivity of every user-settable prior's parameter (``arviz_stats``'s
     ``psense``): one row per parameter (vector sites: per component) with its prior and
     likelihood sensitivity and the diagnosis (``"prior-data conflict"`` when both exceed
-    ``threshold``, ``"weak likelihood"`` when only the prior's does, else ``"✓"``)."""
+    ``threshold``, ``"weak likelihood"`` when only the prior's does, else ``"✓"``).
+    ``priors`` must be those the posterior was fitted with (None: the mixer's defaults;
+    ``lbmm sensitivity`` passes each run entry's own)."""
     import arviz_stats as azs
 
     log_prior, log_lik, sites = log_densities(posterior, priors)
@@ -131,7 +133,8 @@ def power_scaling(posterior: Posterior, priors: Mapping[str, Any] | None = None,
 def prior_scaled(posterior: Posterior, c: float,
                  priors: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """The posterior under every user-settable prior made ``c`` times wider, by Pareto-smoothed
-    importance weights p_c(θ)/p(θ) on the stored draws.
+    importance weights p_c(θ)/p(θ) on the stored draws. ``priors``: those the posterior was
+    fitted with (None: the mixer's defaults).
 
     Returns
     -------

@@ -112,7 +112,8 @@ def grid_report(folder: str | Path, table: pd.DataFrame, manifest: Mapping[str, 
     page = (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         f"<title>lbmm grid {e(manifest['name'])}</title><style>{_CSS}</style></head><body>"
+        + "<main>"
         + "\n".join(parts)
-        + "</body></html>\n"
+        + "</main></body></html>\n"
     )
     return atomic_write_text(folder / "report.html", page)
