@@ -17,7 +17,14 @@ import pandas as pd
 import pytest
 
 from lbmm.data import make_folds
-from lbmm.grid import WORKER_ENV, GridError, grid_from_dict, load_grid, run_grid
+from lbmm.grid import (
+    WORKER_ENV,
+    GridError,
+    grid_from_dict,
+    load_grid,
+    load_grid_result,
+    run_grid,
+)
 from lbmm.run import build_dataset
 from lbmm.study import load_study, parse_prior, scale_prior
 
@@ -237,6 +244,8 @@ def test_a_finished_grid_is_resumed_without_work(local_grid, cache):
     assert {c["status"] for c in again.manifest["cells"].values()} == {"skipped"}
     assert again.manifest["engine"] == {}  # no cluster was started
     assert (res.path / "results.csv").read_text() == before
+    back = load_grid_result(res.path)  # cell IDs read back as text, not numbers
+    assert list(back.results["cell"]) == list(res.results["cell"])
 
 
 def test_grid_folder_of_another_kind_is_refused(local_grid, tmp_path):

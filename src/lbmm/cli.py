@@ -464,6 +464,13 @@ def _cmd_study_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-dir",
+        help=f"JAX compilation cache (default ${CACHE_ENV} or ~/.cache/lbmm/jax; 'off' to disable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lbmm`` (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -547,10 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
         "versions match those of this earlier run instead of sampling it (the manifest says "
         "which and why)",
     )
-    p.add_argument(
-        "--cache-dir",
-        help=f"JAX compilation cache (default ${CACHE_ENV} or ~/.cache/lbmm/jax; 'off' to disable)",
-    )
+    _add_cache_dir(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_run)
 
@@ -575,10 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="greedy forward selection of the models to mix, each round a grid of candidate "
         "subsets × validation folds (the grid file's [preselect] table)",
     )
-    p.add_argument(
-        "--cache-dir",
-        help=f"JAX compilation cache (default ${CACHE_ENV} or ~/.cache/lbmm/jax; 'off' to disable)",
-    )
+    _add_cache_dir(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_grid)
 
@@ -666,7 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="auto", choices=["auto", "psis", "smc", "refit"])
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--no-report", action="store_true", help="skip tables, figures and HTML")
-    p.add_argument("--cache-dir", help="JAX compilation cache (as for lbmm run)")
+    _add_cache_dir(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=_cmd_update)
 

@@ -61,6 +61,7 @@ __all__ = [
     "grid_from_dict",
     "load_grid",
     "load_grid_result",
+    "read_grid_file",
     "results_table",
     "run_grid",
 ]
@@ -338,15 +339,11 @@ def grid_from_dict(
                     _fail(source, "axes.prior_scale", f"must hold positive numbers, got {v!r}")
         if axis.startswith(("options.", "priors.")):
             table, opt = axis.split(".", 1)
-            names = ctx.option_names if table == "options" else None
-            raw_base = base.to_dict()
-            hits = [
-                m for m in raw_base["mixers"]
-                if (opt in names(m["mixer"]) if names else opt in ctx.prior_names(m))
-            ]  # fmt: skip
-            if not hits:
-                _fail(source, f"axes.{axis}", f"is not {'an option' if names else 'a prior'} "
-                      f"of any entry ({base.keys})")  # fmt: skip
+            entries = base.to_dict()["mixers"]
+            if table == "options" and not any(opt in ctx.option_names(m["mixer"]) for m in entries):
+                _fail(source, f"axes.{axis}", f"is not an option of any entry ({base.keys})")
+            if table == "priors" and not any(opt in ctx.prior_names(m) for m in entries):
+                _fail(source, f"axes.{axis}", f"is not a prior of any entry ({base.keys})")
         if len(set(map(_canonical, values))) != len(values):
             _fail(source, f"axes.{axis}", "repeats a value")
         axes.append((axis, tuple(values)))
@@ -398,8 +395,15 @@ def load_grid(grid: str | Path | Mapping[str, Any]) -> Grid:
     """Read and validate a grid file (or plain data). A relative ``study`` file and
     ``base.data_dir`` are taken from the file's folder; ``output`` from the working directory,
     as a study's is."""
+    spec, source, anchor = read_grid_file(grid)
+    return grid_from_dict(spec, source=source, anchor=anchor)
+
+
+def read_grid_file(grid: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str, Path]:
+    """A grid file's plain data, its name for messages and the folder relative paths are
+    taken from (plain data passes through, from the working directory)."""
     if isinstance(grid, Mapping):
-        return grid_from_dict(grid)
+        return dict(grid), "<dict>", Path(".")
     path = Path(grid)
     try:
         spec = tomllib.loads(path.read_text("utf-8"))
@@ -407,7 +411,7 @@ def load_grid(grid: str | Path | Mapping[str, Any]) -> Grid:
         raise GridError(f"{path}: no such grid file") from err
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise GridError(f"{path}: not a readable TOML file: {err}") from err
-    return grid_from_dict(spec, source=str(path), anchor=path.parent)
+    return spec, str(path), path.parent
 
 
 # ---------------------------------------------------------------------- one cell
@@ -467,7 +471,7 @@ def run_cell(
 
     A partial folder left by an earlier attempt that was killed is removed first.
     """
-    from .run import load_run, run_study
+    from .run import run_study
 
     folder = Path(folder)
     t0 = time.perf_counter()
@@ -483,7 +487,6 @@ def run_cell(
         cache_dir=cache_dir,
         manifest_extra={"grid": grid_record},
     )
-    run = load_run(folder, verify_hashes=False)
     return {"rows": _cell_rows(run, cell), "wall_s": time.perf_counter() - t0,
             "worker": _worker_name(), "pid": os.getpid(), "cleared_partials": cleared}  # fmt: skip
 
@@ -553,19 +556,25 @@ def _locked(folder: Path):
         fh.close()
 
 
-def _check_folder(path: Path, name: str) -> None:
+def _grid_manifest(path: Path) -> dict[str, Any]:
+    """A grid folder's manifest, checked to be one."""
     man = path / "manifest.json"
+    try:
+        m = json.loads(man.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise GridError(f"{path} is not a finished lbmm grid: {man}: {err}") from err
+    if not isinstance(m, dict) or m.get("format") != GRID_FORMAT:
+        raise GridError(f"{path} holds another kind of folder ({man} is no grid manifest)")
+    return m
+
+
+def _check_folder(path: Path, name: str) -> None:
     if not path.exists() or (path.is_dir() and not any(p.name != ".lock" for p in path.iterdir())):
         return
     if not path.is_dir():
         raise GridError(f"{path} exists and is not a folder")
-    if man.is_file():
-        try:
-            m = json.loads(man.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise GridError(f"{man} is not readable JSON: {err}") from err
-        if m.get("format") != GRID_FORMAT:
-            raise GridError(f"{path} holds another kind of folder ({man} is no grid manifest)")
+    if (path / "manifest.json").is_file():
+        m = _grid_manifest(path)
         if m.get("name") != name:
             raise GridError(f"{path} holds grid {m.get('name')!r}, not {name!r}; use --out")
     elif not (path / "cells").is_dir():
@@ -625,7 +634,7 @@ def run_grid(
 
     from distributed import as_completed
 
-    from .run import package_versions, platform_info
+    from .run import _now, package_versions, platform_info
 
     say = progress or (lambda _: None)
     g = grid if isinstance(grid, Grid) else load_grid(grid)
@@ -750,21 +759,9 @@ def _grid_toml(g: Grid) -> str:
     return f"# lbmm grid {g.name!r} as run\n" + dumps_toml(spec)
 
 
-def _now() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def load_grid_result(path: str | Path) -> GridResult:
     """Open a finished grid folder (its results table and manifest)."""
     path = Path(path)
-    man = path / "manifest.json"
-    try:
-        m = json.loads(man.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise GridError(f"{path} is not a finished lbmm grid ({err})") from err
-    if m.get("format") != GRID_FORMAT:
-        raise GridError(f"{man} is not an lbmm grid manifest")
+    m = _grid_manifest(path)
     text = {c: str for c in ("cell", *m.get("axes", {}))}  # IDs and axis values stay text
     return GridResult(path=path, results=pd.read_csv(path / "results.csv", dtype=text), manifest=m)

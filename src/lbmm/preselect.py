@@ -26,8 +26,7 @@ The grid's ``[axes]`` may hold ``seed`` only (each candidate is scored over the 
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 import pandas as pd
 
 from ._util import atomic_write_text, write_json
-from .grid import GridError, grid_from_dict, run_grid
+from .grid import GridError, grid_from_dict, read_grid_file, run_grid
 
 __all__ = ["PreselectResult", "pooled_scores", "preselect"]
 
@@ -158,17 +157,7 @@ def preselect(
     from .run import build_dataset
 
     say = progress or (lambda _: None)
-    if isinstance(grid, Mapping):
-        spec, source, anchor = dict(grid), "<dict>", Path(".")
-    else:
-        path = Path(grid)
-        try:
-            spec = tomllib.loads(path.read_text("utf-8"))
-        except FileNotFoundError as err:
-            raise GridError(f"{path}: no such grid file") from err
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise GridError(f"{path}: not a readable TOML file: {err}") from err
-        source, anchor = str(path), path.parent
+    spec, source, anchor = read_grid_file(grid)
     cfg = _settings(spec, source)
     base_spec = {k: v for k, v in spec.items() if k != "preselect"}
     base_spec["axes"] = {"seed": cfg["seeds"]} if cfg["seeds"] else {}
@@ -228,7 +217,7 @@ def preselect(
         best_score = float(top["mlpd"])
         path_rows.append({"round": r, "models": list(chosen), "mlpd": best_score})
     rounds = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    test = None
+    test_table = None
     if cfg["report_test"]:
         subsets = [p["models"] for p in path_rows]
         if models not in subsets:
@@ -240,22 +229,13 @@ def preselect(
         res = run_grid(g, output=target / "test", scheduler=scheduler, n_workers=n_workers,
                        cache_dir=cache_dir, progress=say, on_cell=on_cell,
                        resume=resume)  # fmt: skip
-        test = res.results
+        test_table = str(res.path / "results.csv")
     atomic_write_text(target / "rounds.csv", rounds.to_csv(index=False))
     write_json(
         target / "preselect.json",
         {"name": spec["name"], "source": source, "settings": cfg, "chosen": chosen,
          "path": path_rows, "models": models,
-         "test": None if test is None else str(target / "test" / "results.csv")},
+         "test": test_table},
     )  # fmt: skip
     say(f"preselect: chosen {chosen}")
     return PreselectResult(path=target, chosen=tuple(chosen), rounds=rounds)
-
-
-def subsets_on_path(result: PreselectResult) -> Sequence[list[str]]:
-    """The subsets the selection went through, smallest first (for a test-split check)."""
-    import json
-
-    rec = json.loads((result.path / "preselect.json").read_text("utf-8"))
-    first = rec["path"][0]["models"][:-1] if rec["path"] else rec["chosen"]
-    return [first, *(p["models"] for p in rec["path"])]

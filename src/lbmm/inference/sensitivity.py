@@ -42,16 +42,17 @@ def _prior_sites(names: Sequence[str], sites: Sequence[str]) -> list[str]:
     return [s for s in sites if any(s == n or s.startswith(n + "_") for n in names)]
 
 
-def log_densities(posterior: Posterior, priors: Mapping[str, Any] | None = None
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:  # fmt: skip
+def log_densities(posterior: Posterior, priors: Mapping[str, Any] | None = None,
+                  likelihood: bool = True,
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray | None, list[str]]:  # fmt: skip
     """Per stored draw: the log density of every user-settable prior's site and the
     pointwise log likelihood of the training nuclei.
 
     Returns
     -------
     (log_prior, log_lik, sites)
-        ``log_prior[site]`` of shape (chain, draw); ``log_lik`` of shape (chain, draw, n);
-        the latent sample sites of the model.
+        ``log_prior[site]`` of shape (chain, draw); ``log_lik`` of shape (chain, draw, n)
+        (None with ``likelihood=False``); the latent sample sites of the model.
     """
     from numpyro import handlers
 
@@ -76,12 +77,13 @@ def log_densities(posterior: Posterior, priors: Mapping[str, Any] | None = None
             *args, **dict(kwargs)
         )
         lp = {s: jnp.sum(tr[s]["fn"].log_prob(tr[s]["value"])) for s in pri}
-        ll = sum(tr[s]["fn"].log_prob(tr[s]["value"]) for s in observed)
-        return lp, ll
+        if not likelihood:
+            return lp, None
+        return lp, sum(tr[s]["fn"].log_prob(tr[s]["value"]) for s in observed)
 
     lp, ll = jax.lax.map(one, vals, batch_size=256)
     log_prior = {s: np.asarray(v).reshape(c, d) for s, v in lp.items()}
-    return log_prior, np.asarray(ll).reshape(c, d, -1), pri
+    return log_prior, None if ll is None else np.asarray(ll).reshape(c, d, -1), pri
 
 
 def _datatree(posterior: Posterior, log_prior, log_lik, sites):
@@ -154,9 +156,9 @@ def prior_scaled(posterior: Posterior, c: float,
     scaled = {k: v for k, v in scaled.items() if v is not None}
     if not scaled:
         raise ValueError(f"mixer {posterior.mixer!r}: none of its priors has a scale")
-    log_prior, _, sites = log_densities(posterior, current)
+    log_prior, _, sites = log_densities(posterior, current, likelihood=False)
     new = {**current, **{k: parse_prior(v) for k, v in scaled.items()}}
-    log_new, _, _ = log_densities(posterior, new)
+    log_new, _, _ = log_densities(posterior, new, likelihood=False)
     lw = sum(log_new.values()) - sum(log_prior.values())  # (chain, draw)
     smoothed, khat = _psis(np.asarray(lw))
     flat = np.asarray(lw).ravel()
