@@ -50,6 +50,7 @@ def one(ds, mixer: str, method: str, args) -> dict:
         "wall_s": round(wall, 1), "grad_evals": d.get("grad_evals"),
         "rhat_max": d["rhat_max"], "ess_bulk_min": d["ess_bulk_min"],
         "converged": bool(d["converged"]), "problems": d.get("problems", []),
+        "groups": d.get("groups", {}),
         "test_rms": ev["rms"], "test_crps": ev["crps"], "ecp_mean_abs": ev["ecp_mean_abs"],
         "ecp_95": ev["ecp"][0.95], "pit_ks_p": ev["pit_ks_p"],
         "sigma_mean": np.round(post.samples("sigma").mean(0), 4).tolist(),

@@ -10,7 +10,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lbmm"
 LAYERS = ["_jax", "_util", "data", "mixers", "inference", "predict", "corrections", "study",
-          "results", "report", "run", "update", "grid", "preselect", "cli", "__init__"]  # fmt: skip
+          "results", "report", "run", "update", "grid", "preselect", "taweret", "cli",
+          "__init__"]  # fmt: skip
 
 
 def _layer(module: str) -> int:
