@@ -25,7 +25,7 @@ run: $(STAMP)
 # the test files are shared among one worker per core (at most 4); each file runs whole on
 # one worker, so its module fixtures are built once
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile
+	$(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

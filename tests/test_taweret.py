@@ -144,7 +144,7 @@ def test_predict_covers_held_out_nuclei(trained):
     assert np.sqrt(np.mean((mean - y[200:]) ** 2)) < 0.07
     # evaluate at the MAP draw: the noise-free mixture, within the data's noise of the truth
     truth = 0.7 * f1(X[200:]) + 0.3 * f2(X[200:])
-    assert np.max(np.abs(m.evaluate(m.map, X[200:]) - truth)) < 0.05
+    assert np.max(np.abs(m.evaluate(m.map, X[200:], [[], []]) - truth)) < 0.05
 
 
 def test_a_local_mixer_follows_weights_that_change_over_the_chart():
@@ -177,6 +177,8 @@ def test_bad_input_is_refused():
         m.model_predictions(np.array([20, 28]))
     with pytest.raises(ValueError, match="non-negative integers"):
         m.model_predictions(np.array([[20.5, 28]]))
+    with pytest.raises(ValueError, match="no parameters"):
+        m.evaluate({"weights": np.array([0.5, 0.5]), "sigma": np.array(0.1)}, [[20, 28]], [[1.0]])
     with pytest.raises(RuntimeError, match="train"):
         m.predict(np.array([[20, 28]]))
     with pytest.raises(ValueError, match="y_exp: expected 1 values"):

@@ -261,13 +261,19 @@ class LbmmMixer(BaseMixer):
                                    jax.random.PRNGKey(seed), train=train)  # fmt: skip
         return {k: np.asarray(v)[0] for k, v in out.items()}
 
-    def evaluate(self, mixture_params: Mapping[str, Any], x, seed: int = 0) -> np.ndarray:
+    def evaluate(self, mixture_params: Mapping[str, Any], x, model_params=None, *,
+                 seed: int = 0) -> np.ndarray:  # fmt: skip
         """The mixture Σ ω_k(x) f_k(x) at the nuclei ``x`` for one value of the mixer's
         parameters (by site, e.g. :attr:`map`); (n,). Local Dirichlet weights are drawn
-        given the parameters (``seed``)."""
+        given the parameters (``seed``). ``model_params`` is Taweret's place for the models'
+        own parameters: lbmm mixes fixed model predictions, so it must be empty."""
+        if model_params is not None and len(model_params) and any(len(p) for p in model_params):
+            raise ValueError("model_params: lbmm mixes fixed model predictions; the models "
+                             "have no parameters to calibrate here")  # fmt: skip
         return self._one(mixture_params, x, seed=seed)["mu"]
 
-    def evaluate_weights(self, mixture_params: Mapping[str, Any], x, seed: int = 0) -> np.ndarray:
+    def evaluate_weights(self, mixture_params: Mapping[str, Any], x, *,
+                         seed: int = 0) -> np.ndarray:  # fmt: skip
         """The weights ω(x) for one value of the parameters: (n, K)."""
         return self._one(mixture_params, x, seed=seed)["weights"]
 
