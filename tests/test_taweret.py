@@ -164,6 +164,8 @@ def test_a_local_mixer_follows_weights_that_change_over_the_chart():
 def test_bad_input_is_refused():
     with pytest.raises(OptionError, match="unknown fit setting"):
         LbmmMixer({"a": f1, "b": f2}, num_sample=10)
+    with pytest.raises(OptionError, match=r"unknown option\(s\) \['nosie'\]"):
+        LbmmMixer({"a": f1, "b": f2}, options={"nosie": "spread"})
     with pytest.raises(OptionError, match="closed form"):
         LbmmMixer({"a": f1, "b": f2}, "bma")
     with pytest.raises(ValueError, match="at least two"):

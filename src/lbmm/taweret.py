@@ -137,6 +137,10 @@ class LbmmMixer(BaseMixer):
         self.mixer = mixer
         self.likelihood = likelihood
         self.options = dict(options or {})
+        bad = sorted(set(self.options) - set(dict(self.spec.defaults)))
+        if bad:
+            raise OptionError(f"mixer {mixer!r}: unknown option(s) {bad}; known options: "
+                              f"{sorted(dict(self.spec.defaults)) or 'none'}")  # fmt: skip
         self.observable = observable
         self.fit_settings = dict(fit_settings)
         self._prior: dict[str, Any] = {}
