@@ -38,7 +38,7 @@ def ds():
 
 @pytest.mark.parametrize("mixer", ["linear", "dirichlet"])
 def test_recovers_known_weights(ds, mixer):
-    post = fit(ds, mixer, num_warmup=300, num_samples=300, num_chains=2, seed=1)
+    post = fit(ds, mixer, num_warmup=300, num_samples=300, num_chains=2, seed=1, warn=False)
     w = np.array(list(post.weights_mean().values()))
     # 150 training points with sigma 0.2 pin each weight to about ±0.015 (posterior sd);
     # 0.05 is over three posterior sds.

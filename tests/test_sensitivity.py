@@ -34,19 +34,27 @@ def post(small):
 
 
 def test_log_densities_match_scipy(small, post):
-    log_prior, log_lik, sites = log_densities(post)
-    assert sites == ["weights", "sigma"]
-    p = post.idata.posterior
-    sigma = p["sigma"].values
-    w = p["weights"].values
-    np.testing.assert_allclose(log_prior["sigma"], stats.gamma.logpdf(sigma, 5.0, scale=0.1),
-                               rtol=1e-10)  # fmt: skip
-    np.testing.assert_allclose(log_prior["weights"], 0.0, atol=1e-12)  # U(0, 1)³
+    """GBMM+L as shipped samples ω = s π (``parameterization="sum_simplex"``): its weights are
+    not a sample site, and the Jacobian's factor site is not part of the likelihood; with
+    ``"box"`` the U(0, 1) prior of the weights is a site of its own."""
     train = small.split("train")
-    mean = np.einsum("nk,cdk->cdn", train.F, w)
-    np.testing.assert_allclose(
-        log_lik, stats.norm.logpdf(train.y, mean, sigma[..., None]), rtol=1e-10
-    )
+    for p, sites_expected in ((post, ["sigma"]), (None, ["weights", "sigma"])):
+        if p is None:
+            p = fit(small, "linear", seed=0, options={"parameterization": "box"},
+                    **{**SETTINGS, "num_samples": 200})  # fmt: skip
+        log_prior, log_lik, sites = log_densities(p)
+        assert sites == sites_expected
+        draws = p.idata.posterior
+        sigma = draws["sigma"].values
+        w = draws["weights"].values
+        np.testing.assert_allclose(log_prior["sigma"], stats.gamma.logpdf(sigma, 5.0, scale=0.1),
+                                   rtol=1e-10)  # fmt: skip
+        if "weights" in sites:
+            np.testing.assert_allclose(log_prior["weights"], 0.0, atol=1e-12)  # U(0, 1)³
+        mean = np.einsum("nk,cdk->cdn", train.F, w)
+        np.testing.assert_allclose(
+            log_lik, stats.norm.logpdf(train.y, mean, sigma[..., None]), rtol=1e-10
+        )
 
 
 def test_wider_prior_by_weights_matches_a_refit(small, post):
@@ -73,7 +81,9 @@ def test_narrower_prior_far_from_the_draws_is_not_honest(post):
 
 def test_power_scaling_rows_for_every_prior_parameter(post):
     ps = power_scaling(post)
-    assert list(ps["parameter"]) == ["weights[0]", "weights[1]", "weights[2]", "sigma"]
+    # GBMM+L's weights are U(0, 1): not a sample site as shipped (``sum_simplex``), and a
+    # uniform density is unchanged by power-scaling, so σ is its one scalable prior
+    assert list(ps["parameter"]) == ["sigma"]
     assert (ps[["prior", "likelihood"]] >= 0).all().all()
     # the likelihood of 12 nuclei informs σ: its likelihood sensitivity is clearly non-zero
     assert ps.set_index("parameter").loc["sigma", "likelihood"] > 0.05

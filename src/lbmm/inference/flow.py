@@ -205,16 +205,16 @@ def unconstrained_draws(posterior: Posterior, key=None, priors: Mapping[str, Any
     missing = [s for s in layout.sites if s not in post.data_vars]
     if missing:
         raise FlowError(f"the stored posterior lacks the latent site(s) {missing}")
-    vals = {s: jnp.asarray(post[s].values.reshape((c * d, *layout.shapes[i])))
-            for i, s in enumerate(layout.sites)}  # fmt: skip
-
     # every latent site's support is fixed (it does not depend on other sites), so its
     # bijection maps all draws at once; checked against NumPyro's unconstrain_fn on the
-    # first draw, and that path taken for all draws where they differ
+    # first draw, and that path taken for all draws where they differ. Draws are stored in
+    # their constrained shape (a simplex of K has K − 1 unconstrained coordinates).
     from numpyro import handlers
     from numpyro.distributions.transforms import biject_to
 
     tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **dict(kwargs))
+    vals = {s: jnp.asarray(post[s].values.reshape((c * d, *jnp.shape(tr[s]["value"]))))
+            for s in layout.sites}  # fmt: skip
     z = {s: biject_to(tr[s]["fn"].support).inv(vals[s]) for s in layout.sites}
     first = unconstrain_fn(model, args, dict(kwargs), {s: v[0] for s, v in vals.items()})
     if not all(np.allclose(first[s], z[s][0], rtol=1e-9, atol=1e-9) for s in layout.sites):

@@ -30,7 +30,8 @@ __all__ = [
 
 #: Dims of the sample sites (besides ``chain, draw``); a site absent from a fit is skipped.
 DIMS = {
-    "weights": ["model"], "alpha": ["model"], "gamma_inf": ["model"], "eta": ["model"],
+    "weights": ["model"], "weight_shares": ["model"], "alpha": ["model"],
+    "gamma_inf": ["model"], "eta": ["model"],
     "beta": ["input", "model"], "gp_coef": ["basis", "model"],
     "gp_z": ["obs_nucleus", "model"], "gamma_aux": ["obs_nucleus", "model"],
     "exp_aux": ["obs_nucleus", "model"], "delta_rho": ["coord"],

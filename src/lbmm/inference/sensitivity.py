@@ -55,13 +55,17 @@ def log_densities(posterior: Posterior, priors: Mapping[str, Any] | None = None,
         (None with ``likelihood=False``); the latent sample sites of the model.
     """
     from numpyro import handlers
+    from numpyro.distributions import Unit
 
     from .flow import model_inputs
 
     model, args, kwargs = model_inputs(posterior, priors)
     tr0 = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **dict(kwargs))
     latent = [s for s, v in tr0.items() if v["type"] == "sample" and not v["is_observed"]]
-    observed = [s for s, v in tr0.items() if v["type"] == "sample" and v["is_observed"]]
+    # the data's sites; ``numpyro.factor`` sites (a reparameterisation's Jacobian, e.g.
+    # GBMM+L's ``weight_box``) are observed Unit sites but not data
+    observed = [s for s, v in tr0.items() if v["type"] == "sample" and v["is_observed"]
+                and not isinstance(v["fn"], Unit)]  # fmt: skip
     spec = get_mixer(posterior.mixer)
     pri = _prior_sites(spec.known_priors(posterior.options), latent)
     post = posterior.idata.posterior

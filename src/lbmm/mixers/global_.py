@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 
 from .. import _jax  # noqa: F401
 from ..data.errors import OptionError
@@ -30,7 +31,9 @@ from .noise import check_noise, noise_priors, observe, observe_density
 
 __all__ = [
     "DEFAULT_PRIORS",
+    "LINEAR_PARAMETERIZATIONS",
     "ORTHO_DEFAULTS",
+    "check_linear_parameterization",
     "dirichlet",
     "dirichlet_noncentered",
     "dirichlet_weights",
@@ -101,6 +104,7 @@ def linear(
     *,
     likelihood_kind: str = "mean",
     priors: Mapping[str, dist.Distribution] | None = None,
+    parameterization: str = "box",
     noise: str = "constant",
     noise_neighbors: int = 4,
     noise_nb=None,
@@ -109,18 +113,93 @@ def linear(
     """GBMM+L: y = Σ_k ω_k f_k + e with independent ω_k ~ U(0, 1) (no simplex constraint)
     and e the noise model ``noise`` (:mod:`lbmm.mixers.noise`; the paper: σ ε).
 
-    Sites: ``weights`` (p,), ``sigma``, the noise model's, ``y`` (n,).
+    ``parameterization``: ``"box"`` samples ``weights`` ~ U(0, 1) directly;
+    ``"sum_simplex"`` (the option's default for new fits) samples the same law as ω = s π
+    with π on the simplex (``weight_shares``) and s = Σ ω_k (``weight_total``), their joint
+    density s^(K−1) on s · max π ≤ 1 being the box's pushed forward (exact, not an
+    approximation). The likelihood pins s (all models predict about y, so Σ ω_k ≈ 1) and
+    leaves π to the models' differences: the sampler no longer follows that tight
+    constraint through the box's logit transform. It applies to the default uniform prior
+    only: with a ``weights`` prior given, the box is sampled.
+
+    Sites: ``weights`` (p,) (deterministic with ``"sum_simplex"``), ``sigma``, the noise
+    model's, ``y`` (n,).
     """
     del noise_neighbors
     check_likelihood(likelihood_kind)
     check_noise(noise, likelihood_kind)
+    check_linear_parameterization(parameterization)
     p = F.shape[1]
-    with numpyro.plate("model", p):
-        w = numpyro.sample("weights", _prior("weights", priors))
+    if parameterization == "sum_simplex" and not (priors and "weights" in priors):
+        w = _sum_simplex_weights(p)
+    else:
+        with numpyro.plate("model", p):
+            w = numpyro.sample("weights", _prior("weights", priors))
     if likelihood_kind == "density":
         w = w / jnp.sum(w)
     likelihood(F, w, y, likelihood_kind, priors, x=x, noise=noise, noise_nb=noise_nb,
                noise_mask=noise_mask)  # fmt: skip
+
+
+#: Parameterisations of :func:`linear`'s weights.
+LINEAR_PARAMETERIZATIONS = ("box", "sum_simplex")
+
+
+def check_linear_parameterization(name: str) -> None:
+    """Raise a clear error for an unknown parameterisation of GBMM+L's weights."""
+    if name not in LINEAR_PARAMETERIZATIONS:
+        raise OptionError(f"option parameterization: expected one of "
+                          f"{list(LINEAR_PARAMETERIZATIONS)}, got {name!r}")  # fmt: skip
+
+
+class _BoxShares(dist.Distribution):
+    """π = ω / Σω for ω ~ U(0, 1)^K: density (max π)^(−K) / K on the simplex."""
+
+    support = constraints.simplex
+
+    def __init__(self, k: int, *, validate_args=None):
+        self.k = int(k)
+        super().__init__(batch_shape=(), event_shape=(self.k,), validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        u = jax.random.uniform(key, (*sample_shape, self.k))
+        return u / jnp.sum(u, axis=-1, keepdims=True)
+
+    def log_prob(self, value):
+        return -self.k * jnp.log(jnp.max(value, axis=-1)) - jnp.log(self.k)
+
+
+class _BoxTotal(dist.Distribution):
+    """s = Σω given π = ω / Σω for ω ~ U(0, 1)^K: density K s^(K−1) m^K on (0, 1/m), with
+    m = max π. The support is written as the fixed (0, K) ⊇ (0, 1/m), so the sampler's
+    coordinate for s does not depend on π; outside (0, 1/m) the density is zero."""
+
+    def __init__(self, max_share, k: int, *, validate_args=None):
+        self.max_share = max_share
+        self.k = int(k)
+        super().__init__(batch_shape=jnp.shape(max_share), validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    def support(self):
+        return constraints.interval(0.0, float(self.k))
+
+    def sample(self, key, sample_shape=()):
+        u = jax.random.uniform(key, (*sample_shape, *self.batch_shape))
+        return u ** (1.0 / self.k) / self.max_share
+
+    def log_prob(self, value):
+        lp = (jnp.log(self.k) + (self.k - 1) * jnp.log(value)
+              + self.k * jnp.log(self.max_share))  # fmt: skip
+        return jnp.where(value * self.max_share <= 1.0, lp, -jnp.inf)
+
+
+def _sum_simplex_weights(p: int) -> jnp.ndarray:
+    """ω ~ U(0, 1)^p sampled as ω = s π: the joint law of (s, π) is the box's pushed
+    forward (p(π) p(s | π) = s^(p−1) on s max π ≤ 1), so prior draws, log densities and
+    evidences are those of the box."""
+    pi = numpyro.sample("weight_shares", _BoxShares(p))
+    s = numpyro.sample("weight_total", _BoxTotal(jnp.max(pi), p))
+    return numpyro.deterministic("weights", s * pi)
 
 
 def dirichlet(

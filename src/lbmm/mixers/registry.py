@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.errors import OptionError
-from .global_ import ORTHO_DEFAULTS, dirichlet, linear, orthogonal, prepare_orthogonal
+from .global_ import (
+    ORTHO_DEFAULTS,
+    check_linear_parameterization,
+    dirichlet,
+    linear,
+    orthogonal,
+    prepare_orthogonal,
+)
 from .global_ import _default_priors as _global_priors
 from .local import (
     GLD_DEFAULTS,
@@ -73,6 +80,8 @@ class MixerSpec:
                 f"known options: {sorted(opts) or 'none'}"
             )
         opts.update(options or {})
+        if "parameterization" in opts and self.name == "linear":
+            check_linear_parameterization(opts["parameterization"])
         if "noise" in opts:
             check_noise(opts["noise"], likelihood)
             m = opts["noise_neighbors"]
@@ -115,7 +124,7 @@ MIXERS: dict[str, MixerSpec] = {
         "GBMM+L",
         "global linear mixture, ω_k ~ U(0, 1)",
         hints=(("density", _DENSITY_HINT),),
-        defaults=NOISE_DEFAULTS,
+        defaults=(("parameterization", "sum_simplex"), *NOISE_DEFAULTS),
         prior_names=("weights",),
     ),
     "dirichlet": MixerSpec(
