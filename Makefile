@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+# Taweret for the adapter's tests, without its openbt requirement (see pyproject.toml)
+	$(PY) -m pip install --quiet --no-deps 'taweret>=1.3'
 	touch $(STAMP)
 
 run: $(STAMP)
