@@ -38,8 +38,10 @@ DIMS = {
     "delta": ["model"], "sigma_k": ["model"],
 }  # fmt: skip
 
-#: Latent blocks (per basis function or nucleus), left out of the convergence bars.
-LATENT_SITES = ("gp_coef", "gp_z", "gamma_aux", "exp_aux")
+#: Latent blocks (per basis function or nucleus) and the coordinates of a
+#: reparameterisation (GBMM+L's ``sum_simplex``: the weights they make are judged), left out
+#: of the convergence bars and of the report's traces.
+LATENT_SITES = ("gp_coef", "gp_z", "gamma_aux", "exp_aux", "weight_shares", "weight_total")
 
 
 @dataclass(frozen=True, eq=False)
