@@ -87,6 +87,16 @@ def test_sum_simplex_density_is_the_box_pushed_forward():
     out = _logp(linear, {"weight_shares": jnp.asarray(pi), "weight_total": 2.1, "sigma": 0.37},
                 parameterization="sum_simplex")  # fmt: skip
     assert out == -np.inf  # 2.1 × 0.5 > 1: outside the box
+    # a weights prior of the user's own is sampled on the box (the reparameterisation is
+    # exact for the uniform box only)
+    tr = numpyro.handlers.trace(numpyro.handlers.seed(linear, 0)).get_trace(
+        jnp.asarray(F),
+        None,
+        jnp.asarray(Y),
+        parameterization="sum_simplex",
+        priors={"weights": numpyro.distributions.Beta(2.0, 2.0)},
+    )
+    assert tr["weights"]["type"] == "sample" and "weight_shares" not in tr
     with pytest.raises(OptionError, match="parameterization"):
         fit(_orth_data(n=20)[0], "linear", options={"parameterization": "simplex"},
             num_warmup=5, num_samples=5, num_chains=1)  # fmt: skip
