@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -204,13 +206,16 @@ def cli_run(tmp_path_factory):
         "--cache-dir",
         str(root / "c"),
     ]
-    return out, args
+    # run here, not in the first test, so every test using the folder has it whatever the
+    # order or the worker it runs on
+    with contextlib.redirect_stdout(io.StringIO()) as buf:
+        code = main(args)
+    return out, args, code, buf.getvalue()
 
 
 def test_run_writes_a_run_folder_and_prints_the_tables(cli_run, capsys):
-    out, args = cli_run
-    assert main(args) == 0
-    printed = capsys.readouterr().out
+    out, args, code, printed = cli_run
+    assert code == 0
     assert "Table 1" in printed and "GBMM+L" in printed and "BMA(ex)" in printed
     assert f"run folder: {out}" in printed
     man = json.loads((out / "manifest.json").read_text())
@@ -222,7 +227,7 @@ def test_run_writes_a_run_folder_and_prints_the_tables(cli_run, capsys):
 
 
 def test_report_rebuilds(cli_run, capsys):
-    out, _ = cli_run
+    out, *_ = cli_run
     (out / "report.html").unlink()
     assert main(["report", str(out)]) == 0
     assert "report:" in capsys.readouterr().out
@@ -230,7 +235,7 @@ def test_report_rebuilds(cli_run, capsys):
 
 
 def test_predict_prints_rows_and_json(cli_run, capsys):
-    out, _ = cli_run
+    out, *_ = cli_run
     assert main(["predict", str(out), "--nuclei", "50,82", "208Pb", "132Sn"]) == 0
     text = capsys.readouterr().out
     assert text.count("132Sn") == 2 and text.count("208Pb") == 2  # each nucleus once per mixer
@@ -245,7 +250,7 @@ def test_report_and_predict_refuse_foreign_folders(cli_run, capsys, tmp_path):
         assert main(cmd) == 2
         err = capsys.readouterr().err
         assert err.startswith("lbmm: error: ") and "no manifest.json" in err
-    out, _ = cli_run
+    out, *_ = cli_run
     assert main(["predict", str(out), "--nuclei", "50,2"]) == 2
     assert "nucleus 52Sn (Z=50, N=2) is not in the dataset" in capsys.readouterr().err
     assert main(["predict", str(out), "--nuclei", "50;82"]) == 2

@@ -137,10 +137,7 @@ class LbmmMixer(BaseMixer):
         self.mixer = mixer
         self.likelihood = likelihood
         self.options = dict(options or {})
-        bad = sorted(set(self.options) - set(dict(self.spec.defaults)))
-        if bad:
-            raise OptionError(f"mixer {mixer!r}: unknown option(s) {bad}; known options: "
-                              f"{sorted(dict(self.spec.defaults)) or 'none'}")  # fmt: skip
+        self.spec.check_option_names(self.options)
         self.observable = observable
         self.fit_settings = dict(fit_settings)
         self._prior: dict[str, Any] = {}
@@ -246,14 +243,12 @@ class LbmmMixer(BaseMixer):
     def _context(self, x):
         """(F, x, opts, train arrays) for evaluating one draw at ``x``: the fit's resolved
         options and training data when trained, else options resolved on ``x`` itself."""
-        z = _nuclei(x)
-        F = self.model_predictions(z)
+        ds = self.dataset(x)
         if self._fit is not None:
             tr = self._fit.dataset.split("train")
-            return F, z.astype(np.float64), self._fit.options, (tr.F, tr.x, tr.y)
-        ds = self.dataset(z)
+            return ds.F, ds.x, self._fit.options, (tr.F, tr.x, tr.y)
         opts = self.spec.resolve_options(ds, self.options, self.likelihood)
-        return F, z.astype(np.float64), opts, (ds.F, ds.x, ds.y)
+        return ds.F, ds.x, opts, (ds.F, ds.x, ds.y)
 
     def _one(self, mixture_params: Mapping[str, Any], x, y=None, seed: int = 0) -> dict:
         import jax

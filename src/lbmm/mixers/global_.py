@@ -40,6 +40,7 @@ __all__ = [
     "likelihood",
     "linear",
     "orthogonal",
+    "prepare_linear",
     "prepare_orthogonal",
     "project_simplex",
 ]
@@ -191,6 +192,13 @@ class _BoxTotal(dist.Distribution):
         lp = (jnp.log(self.k) + (self.k - 1) * jnp.log(value)
               + self.k * jnp.log(self.max_share))  # fmt: skip
         return jnp.where(value * self.max_share <= 1.0, lp, -jnp.inf)
+
+
+def prepare_linear(train, opts: dict) -> dict:
+    """GBMM+L's options checked when a fit resolves them (its ``prepare`` step)."""
+    del train
+    check_linear_parameterization(opts["parameterization"])
+    return opts
 
 
 def _sum_simplex_weights(p: int) -> jnp.ndarray:

@@ -10,10 +10,10 @@ import numpy as np
 from ..data.errors import OptionError
 from .global_ import (
     ORTHO_DEFAULTS,
-    check_linear_parameterization,
     dirichlet,
     linear,
     orthogonal,
+    prepare_linear,
     prepare_orthogonal,
 )
 from .global_ import _default_priors as _global_priors
@@ -70,18 +70,20 @@ class MixerSpec:
     prior_names: tuple[str, ...] = ()
     """Names of the priors that can be set (the sample sites), besides the noise model's."""
 
-    def resolve_options(self, train, options=None, likelihood: str = "mean") -> dict:
-        """Defaults, then the user's options, then the data-dependent ones."""
-        opts = dict(self.defaults)
-        unknown = set(options or {}) - set(opts)
+    def check_option_names(self, options=None) -> None:
+        """Refuse option names this mixer does not have."""
+        known = dict(self.defaults)
+        unknown = set(options or {}) - set(known)
         if unknown:
             raise OptionError(
                 f"mixer {self.name!r}: unknown option(s) {sorted(unknown)}; "
-                f"known options: {sorted(opts) or 'none'}"
+                f"known options: {sorted(known) or 'none'}"
             )
-        opts.update(options or {})
-        if "parameterization" in opts and self.name == "linear":
-            check_linear_parameterization(opts["parameterization"])
+
+    def resolve_options(self, train, options=None, likelihood: str = "mean") -> dict:
+        """Defaults, then the user's options, then the data-dependent ones."""
+        self.check_option_names(options)
+        opts = {**dict(self.defaults), **(options or {})}
         if "noise" in opts:
             check_noise(opts["noise"], likelihood)
             m = opts["noise_neighbors"]
@@ -124,6 +126,7 @@ MIXERS: dict[str, MixerSpec] = {
         "GBMM+L",
         "global linear mixture, ω_k ~ U(0, 1)",
         hints=(("density", _DENSITY_HINT),),
+        prepare=prepare_linear,
         defaults=(("parameterization", "sum_simplex"), *NOISE_DEFAULTS),
         prior_names=("weights",),
     ),
