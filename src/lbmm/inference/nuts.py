@@ -64,8 +64,9 @@ def split_kwargs(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return static, arrays
 
 
-def _collect(kernel, state, args, kwargs) -> dict:
-    post = kernel.postprocess_fn(args, kwargs)(state.z)
+def _collect(kernel, state, args, kwargs, vectorized: bool = False) -> dict:
+    post_fn = kernel.postprocess_fn(args, kwargs)
+    post = jax.vmap(post_fn)(state.z) if vectorized else post_fn(state.z)
     return {
         "z": post,
         "diverging": state.diverging,
@@ -76,23 +77,26 @@ def _collect(kernel, state, args, kwargs) -> dict:
     }
 
 
-def _make_chunk(kernel):
+def _make_chunk(kernel, vectorized: bool = False):
     """The jitted chunk: ``n`` iterations from ``state``, every ``k``-th collected into a
-    buffer of :data:`CHUNK_MAX` slots; also the sum of leapfrog steps."""
+    buffer of :data:`CHUNK_MAX` slots; also the sum of leapfrog steps. ``vectorized``: the
+    state holds every chain (a leading chain axis)."""
 
     def chunk(state, n, k, args, kwargs):
-        shapes = jax.eval_shape(lambda s: _collect(kernel, s, args, kwargs), state)
+        shapes = jax.eval_shape(lambda s: _collect(kernel, s, args, kwargs, vectorized), state)
         buf = jax.tree.map(lambda a: jnp.zeros((CHUNK_MAX, *a.shape), a.dtype), shapes)
 
         def body(i, carry):
             st, b, steps = carry
             st = kernel.sample(st, args, kwargs)
             # slot i // k ends holding iteration i = (j + 1) k - 1: every k-th is kept
-            vals = _collect(kernel, st, args, kwargs)
+            vals = _collect(kernel, st, args, kwargs, vectorized)
             b = jax.tree.map(lambda bb, v: bb.at[i // k].set(v), b, vals)
             return st, b, steps + st.num_steps
 
-        return jax.lax.fori_loop(0, n, body, (state, buf, jnp.zeros((), jnp.int64)))
+        # leapfrog steps per chain: a scalar, or (chains,) when the chains are vectorized
+        steps0 = jnp.zeros(jnp.shape(state.num_steps), jnp.int64)
+        return jax.lax.fori_loop(0, n, body, (state, buf, steps0))
 
     return jax.jit(chunk)
 
@@ -106,7 +110,7 @@ class _Driver:
         self.method = method
         self.progress = progress
         # vectorized: NumPyro's kernel, initialised with a batch of keys, samples all chains
-        self.chunk = _make_chunk(kernel)
+        self.chunk = _make_chunk(kernel, vectorized=method == "vectorized")
         self.n_iter = 64  # first guess; adapted to CHUNK_SECONDS after each chunk
         self.grads = {"warmup": 0, "sampling": 0}
         self.seconds = {"compile": 0.0, "warmup": 0.0, "sampling": 0.0}
@@ -146,7 +150,7 @@ class _Driver:
                 kept = n // k
                 for c in range(self.num_chains):
                     per_chain[c].append(
-                        jax.tree.map(lambda a, c=c, j=kept: np.asarray(a[c, :j]), buf)
+                        jax.tree.map(lambda a, c=c, j=kept: np.asarray(a[:j, c]), buf)
                     )
             else:
                 dt = 0.0
