@@ -385,6 +385,8 @@ def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None,
 
     s = entry.sampling
     warmup = s.num_warmup
+    if s.method == "chees":  # its chains start apart by design: a refit is cold
+        init_params = None
     if init_params is not None:  # a warm start in the typical set: a quarter of the warm-up
         warmup = min(s.num_warmup, max(200, s.num_warmup // 4))
     priors = {k: parse_prior(v) for k, v in entry.priors.items()} or None
@@ -406,6 +408,7 @@ def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None,
         chain_method=s.chain_method,
         method=s.method,
         smc=dict(s.smc) or None,
+        chees=dict(s.chees) or None,
         progress_bar=bar,
         options=dict(entry.options if options is None else options),
         warn=False,
@@ -547,6 +550,8 @@ def _describe(entry) -> str:
     if s.method == "smc":
         return f"SMC: {s.num_chains} populations × {s.num_samples} particles"
     text = f"{s.num_chains} chains × ({s.num_warmup} warm-up + {s.num_samples} draws"
+    if s.method == "chees":
+        text = "ChEES-HMC, " + text.replace("chains", "vectorized chains", 1)
     if s.max_samples:
         text += f", up to {s.max_samples} until converged"
     return text + (f", every {s.thinning}th kept)" if s.thinning > 1 else ")")

@@ -84,7 +84,11 @@ class Sampling:
     ``method = "smc"`` samples by adaptive tempered SMC instead of NUTS: ``num_chains``
     populations of ``num_samples`` particles, settings in ``smc``
     (:data:`lbmm.inference.smc.SMC_DEFAULTS`); the NUTS-only settings are then refused in
-    the same table and not inherited.
+    the same table and not inherited. ``method = "chees"`` samples by ChEES-HMC, every chain
+    vectorized (warm-up, draws, budget and thinning as for NUTS; settings in ``chees``,
+    :data:`lbmm.inference.chees.CHEES_DEFAULTS`); ``target_accept``, ``dense_mass``,
+    ``max_tree_depth`` and ``chain_method`` are then refused in the same table and not
+    inherited.
     """
 
     num_chains: int = 4
@@ -99,6 +103,7 @@ class Sampling:
     chain_method: str = "sequential"
     method: str = "nuts"
     smc: Mapping[str, Any] = field(default_factory=dict)
+    chees: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -294,9 +299,11 @@ class Study:
                 sampling = {**sampling, "max_samples": None}
             for table in [raw["sampling"], *(m["sampling"] for m in raw["mixers"])]:
                 if sampling.get("method") == "nuts":
-                    table.pop("smc", None)  # back to NUTS: its SMC settings go too
-                smc = table.get("method", "nuts") == "smc" and sampling.get("method") != "nuts"
-                table.update({k: v for k, v in sampling.items() if not smc or k not in _NUTS_ONLY})
+                    table.pop("smc", None)  # back to NUTS: its SMC and ChEES settings go too
+                    table.pop("chees", None)
+                method = table.get("method", "nuts") if sampling.get("method") != "nuts" else "nuts"
+                skip = {"smc": _NUTS_ONLY, "chees": _NOT_CHEES}.get(method, ())
+                table.update({k: v for k, v in sampling.items() if k not in skip})
         if folds is not None:
             raw["validation"]["folds"] = list(folds)
         if mixers is not None:
@@ -558,19 +565,25 @@ def scale_prior(prior, c: float) -> str | None:
 #: Settings NUTS reads and SMC does not.
 _NUTS_ONLY = ("num_warmup", "max_samples", "thinning", "target_accept", "dense_mass",
               "max_tree_depth", "init", "chain_method")  # fmt: skip
+#: Settings NUTS reads and ChEES does not (its chains are always vectorized).
+_NOT_CHEES = ("target_accept", "dense_mass", "max_tree_depth", "chain_method")
+#: Settings each method does not read, left out of its table.
+_UNUSED = {"nuts": ("smc", "chees"), "smc": (*_NUTS_ONLY, "chees"),
+           "chees": (*_NOT_CHEES, "smc")}  # fmt: skip
 
 
 def _sampling_dict(s: Sampling) -> dict[str, Any]:
     """The settings as plain data: the ones the sampler reads (NUTS or SMC), None left out."""
     d = _drop_none(asdict(s))
     d["smc"] = dict(s.smc)
-    drop = _NUTS_ONLY if s.method == "smc" else ("smc",)
-    return {k: v for k, v in d.items() if k not in drop}
+    d["chees"] = dict(s.chees)
+    return {k: v for k, v in d.items() if k not in _UNUSED[s.method]}
 
 
 def _sampling(r: _Reader, base: Sampling) -> Sampling:
     from .data.errors import OptionError
     from .inference import CHAIN_METHODS, INITS, METHODS
+    from .inference.chees import check_chees_options
     from .inference.smc import check_smc_options
 
     s = Sampling(
@@ -587,7 +600,10 @@ def _sampling(r: _Reader, base: Sampling) -> Sampling:
         method=r.string("method", base.method, choices=METHODS),
     )
     smc = r.mapping("smc")
+    chees = r.mapping("chees")
     r.done()
+    if s.method != "chees" and chees:
+        r.fail(r.key("chees"), f"ChEES settings need method = 'chees' (method is {s.method!r})")
     if s.method == "smc":
         nuts_only = [k for k in _NUTS_ONLY if r.has(k)]
         if nuts_only:
@@ -602,7 +618,21 @@ def _sampling(r: _Reader, base: Sampling) -> Sampling:
                           if k not in ("max_samples", "thinning")})  # fmt: skip
     if smc:
         r.fail(r.key("smc"), f"SMC settings need method = 'smc' (method is {s.method!r})")
-    s = replace(s, smc={})
+    s = replace(s, smc={}, chees={})
+    if s.method == "chees":
+        unused = [k for k in _NOT_CHEES if r.has(k)]
+        if unused:
+            r.fail(r.key(unused[0]), "is a NUTS setting; method 'chees' does not use it")
+        try:
+            check_chees_options({**base.chees, **chees})
+        except OptionError as err:
+            r.fail(r.key("chees"), str(err).removeprefix("chees: ").removeprefix("chees."))
+        if s.init == "map":
+            r.fail(r.key("init"), "'map' starts every chain near one mode; method 'chees' "
+                   "needs chains that start apart ('uniform' or 'median')")  # fmt: skip
+        defaults = Sampling()
+        s = replace(s, chees={**base.chees, **chees},
+                    **{k: getattr(defaults, k) for k in _NOT_CHEES})  # fmt: skip
     if s.max_samples is not None and s.max_samples < s.num_samples:
         r.fail(r.key("max_samples"), f"must be at least num_samples ({s.num_samples}), "
                f"got {s.max_samples}")  # fmt: skip

@@ -25,6 +25,7 @@ from ..data.errors import OptionError
 from ..mixers import get_mixer
 from ..mixers.bma import BMAPrior, bma, bma_posterior_draws
 from ..mixers.predictive import predictive_mean
+from .chees import check_chees_options, run_chees
 from .diagnostics import diagnostics
 from .nuts import run_nuts
 from .posterior import DIMS, LATENT_SITES, Posterior, make_idata
@@ -43,8 +44,9 @@ __all__ = [
 
 INITS = ("uniform", "median", "map")
 CHAIN_METHODS = ("sequential", "vectorized")
-#: Samplers of :func:`fit`: NUTS (:mod:`.nuts`) or adaptive tempered SMC (:mod:`.smc`).
-METHODS = ("nuts", "smc")
+#: Samplers of :func:`fit`: NUTS (:mod:`.nuts`), adaptive tempered SMC (:mod:`.smc`) or
+#: ChEES-HMC with vectorized chains (:mod:`.chees`).
+METHODS = ("nuts", "smc", "chees")
 _INIT_STRATEGIES = {"uniform": init_to_uniform, "median": init_to_median}
 
 # Measured on the 2-core machine (BENCHMARKS.md, kejzlar2023, 4 × (1000 + 1000)): vectorizing
@@ -89,6 +91,12 @@ def _check_settings(**kw) -> None:
     if kw["method"] != "smc" and kw["smc"]:
         raise OptionError(f"smc settings {sorted(kw['smc'])} given, but method is "
                           f"{kw['method']!r}: set method='smc' or drop them")  # fmt: skip
+    if kw["method"] != "chees" and kw["chees"]:
+        raise OptionError(f"chees settings {sorted(kw['chees'])} given, but method is "
+                          f"{kw['method']!r}: set method='chees' or drop them")  # fmt: skip
+    if kw["method"] == "chees" and kw["init"] == "map":
+        raise OptionError("init 'map' starts every chain near one mode; method 'chees' needs "
+                          "chains that start apart ('uniform' or 'median')")  # fmt: skip
     if kw["chain_method"] not in CHAIN_METHODS:
         raise OptionError(
             f"chain_method: expected one of {list(CHAIN_METHODS)}, got {kw['chain_method']!r}"
@@ -112,6 +120,7 @@ def fit(
     *,
     method: str = "nuts",
     smc: Mapping[str, Any] | None = None,
+    chees: Mapping[str, Any] | None = None,
     split: str = "train",
     likelihood: str = "mean",
     priors: Mapping[str, Any] | None = None,
@@ -149,9 +158,16 @@ def fit(
         SMC, ``num_chains`` independent populations of ``num_samples`` particles each are
         the draws; ``num_warmup``, ``target_accept``, ``dense_mass``, ``max_tree_depth``,
         ``init`` and ``chain_method`` are NUTS settings and not used; the estimate of the
-        log marginal likelihood is ``diagnostics["log_evidence"]``.
+        log marginal likelihood is ``diagnostics["log_evidence"]``. ``"chees"``: ChEES-HMC
+        (:func:`lbmm.inference.chees.run_chees`), every chain in lock step as one vectorized
+        computation with a step size, trajectory length and diagonal mass matrix tuned
+        across the chains; cheaper than NUTS where the gradient is a large matrix product
+        (LBMM+GPD); ``target_accept``, ``dense_mass``, ``max_tree_depth`` and
+        ``chain_method`` are not used (its own target is in ``chees``).
     smc
         SMC settings (:data:`lbmm.inference.smc.SMC_DEFAULTS`; unknown names refused).
+    chees
+        ChEES settings (:data:`lbmm.inference.chees.CHEES_DEFAULTS`; unknown names refused).
     split
         The training split (BMA uses ``evidence_split`` for its evidences).
     likelihood
@@ -204,7 +220,7 @@ def fit(
     _check_settings(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
                     thinning=thinning, max_tree_depth=max_tree_depth, seed=seed,
                     max_samples=max_samples, target_accept=target_accept, init=init,
-                    chain_method=chain, method=method, smc=smc)  # fmt: skip
+                    chain_method=chain, method=method, smc=smc, chees=chees)  # fmt: skip
     settings: dict[str, Any] = {
         "mixer": mixer,
         "method": method,
@@ -240,6 +256,16 @@ def fit(
     model_args = (jnp.asarray(train.F), jnp.asarray(train.x), jnp.asarray(train.y))
     model_kwargs = {"likelihood_kind": likelihood, "priors": priors, **opts,
                     **spec.fit_arrays(train.x, opts)}  # fmt: skip
+    if method == "chees":
+        if init_params is not None:
+            raise OptionError("init_params (a warm start) is a NUTS setting; method 'chees' "
+                              "starts its chains apart by design")  # fmt: skip
+        settings["chees"] = check_chees_options(chees)
+        for k in ("target_accept", "max_tree_depth", "chain_method", "dense_mass"):
+            settings.pop(k, None)
+        return _fit_chees(dataset, mixer, spec, key, settings, model_args, model_kwargs,
+                          likelihood, split, check_split, opts, progress, progress_bar,
+                          warn)  # fmt: skip
     if method == "smc":
         settings["smc"] = check_smc_options(smc)
         for k in ("num_warmup", "target_accept", "max_tree_depth", "init", "chain_method",
@@ -332,6 +358,37 @@ def _fit_smc(dataset, mixer, spec, key, settings, model_args, model_kwargs, like
         log_evidence_sd=record["log_evidence_sd"],
         sampler="SMC (adaptive tempered, HMC moves)",
     )
+    if warn:
+        _warn(diag, mixer, spec.hint(likelihood))
+    return Posterior(mixer, idata, dataset, settings, diag)
+
+
+def _fit_chees(dataset, mixer, spec, key, settings, model_args, model_kwargs, likelihood, split,
+               check_split, opts, progress, progress_bar, warn):  # fmt: skip
+    """The ChEES branch of :func:`fit`: vectorized chains, draws and bars as for NUTS."""
+    s = settings
+    check = _make_check(mixer, dataset, split, check_split, opts, likelihood,
+                        warmup=s["num_warmup"])  # fmt: skip
+    bar = _ProgressBar(f"{spec.label} (ChEES)") if progress_bar else None
+    t0 = time.perf_counter()
+    try:
+        res = run_chees(spec.model, model_args, model_kwargs, key=key,
+                        num_warmup=s["num_warmup"], num_samples=s["num_samples"],
+                        num_chains=s["num_chains"], thinning=s["thinning"],
+                        max_samples=s["max_samples"], check=check,
+                        init_strategy=_INIT_STRATEGIES[s["init"]], options=s["chees"],
+                        progress=_tee(progress, bar))  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    dims = dict(DIMS)
+    if likelihood == "density":
+        dims["sigma"] = ["model"]
+    idata = make_idata(res.samples, dataset, split, res.stats, dims)
+    diag = check(res.samples, res.stats, final=True)
+    diag.update(wall_s=wall, grad_evals=res.record["grad_evals"], sampling=res.record,
+                sampler="ChEES-HMC (vectorized chains, diagonal mass)")  # fmt: skip
     if warn:
         _warn(diag, mixer, spec.hint(likelihood))
     return Posterior(mixer, idata, dataset, settings, diag)
