@@ -144,4 +144,5 @@ def test_study_method_chees():
         _study({"method": "chees", "chees": {"rate": 0.1}})
     with pytest.raises(StudyError, match="'map' starts every chain"):
         _study({"method": "chees", "init": "map"})
-    assert all(m.sampling.method in ("nuts", "chees") for m in load_study("default").mixers)
+    gpd = load_study("default").mixer("gp_dirichlet_spread").sampling
+    assert (gpd.method, gpd.num_chains, gpd.num_warmup) == ("chees", 8, 600)
