@@ -3,7 +3,8 @@ for BMA) → an immutable :class:`Posterior`.
 
 ``fit`` (:mod:`.fit`) is the one entry point; :mod:`.nuts` drives NumPyro's NUTS kernel chunk
 by chunk (interruptible, with progress, adaptive length); :mod:`.smc` runs populations of
-adaptive tempered SMC (multimodal posteriors, evidence estimates); :mod:`.diagnostics` holds
+adaptive tempered SMC (multimodal posteriors, evidence estimates); :mod:`.chees` runs
+ChEES-HMC with every chain vectorized (LBMM+GPD's shared basis product); :mod:`.diagnostics` holds
 the convergence bars and the diagnostics as data; :mod:`.posterior` the result and its
 NetCDF round trip; :mod:`.sbc` simulation-based calibration of every mixer; :mod:`.flow` a
 posterior as a normalizing flow (files to hand on); :mod:`.update` a posterior given new

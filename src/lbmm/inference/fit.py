@@ -52,7 +52,9 @@ _INIT_STRATEGIES = {"uniform": init_to_uniform, "median": init_to_median}
 # Measured on the 2-core machine (BENCHMARKS.md, kejzlar2023, 4 × (1000 + 1000)): vectorizing
 # the chains of these small global models gave no clear speed-up over running them one after
 # another, and for GPD on an idle machine parallel chains took 162 s against 141 s in turn
-# (XLA already uses both cores for one chain's products), so chains run in turn.
+# (XLA already uses both cores for one chain's products), and vectorized NUTS chains of GPD
+# took 297 s against 275 s in turn (each iteration waits for the deepest tree), so chains run
+# in turn. Vectorized chains pay with ChEES (method "chees"), whose chains step together.
 DEFAULT_CHAIN_METHOD = "sequential"
 
 
