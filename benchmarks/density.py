@@ -1,19 +1,21 @@
-"""Density mixing (per-model σ_k) by NUTS and by adaptive tempered SMC, side by side.
+"""Density mixing (per-model σ_k) by NUTS, adaptive tempered SMC and ChEES-HMC, side by side.
 
 Usage::
 
     python benchmarks/density.py --dataset kejzlar2023 --mixers linear dirichlet \\
-        --methods nuts smc [--seed 0] [--particles 500] [--out benchmarks/results/density.jsonl]
+        --methods nuts smc chees [--seed 0] [--particles 500] \\
+        [--out benchmarks/results/density.jsonl]
 
 For each mixer × method: one fit of the density likelihood on the dataset's training split
 (NUTS: 4 chains × (1000 + ``--draws``); SMC: 4 populations × ``--particles`` with
-``--smc-steps`` HMC moves per stage), then the convergence bars (largest R-hat, smallest
-bulk ESS over the parameters, the predictive mean at the test nuclei and the log density),
-the wall time, gradients, and on the test split the rms, CRPS and the calibration score
-(mean |ECP − level| over 10–90 %), and the exchange of roles between the two models with
-the largest σ_k (per chain, the share of draws in which the first has the larger). For SMC
-also the log evidence and its spread over the populations. One JSON line per fit is
-appended to ``--out`` as it finishes (NUTS: up to ``--max-draws`` per chain until the bars
+``--smc-steps`` HMC moves per stage; ChEES: ``--chees-chains`` vectorized chains ×
+(``--chees-warmup`` + ``--draws``)), then the convergence bars (largest R-hat, smallest bulk
+ESS over the parameters, the predictive mean at the test nuclei and the log density), the
+wall time, gradients, and on the test split the rms, CRPS and the calibration score (mean
+|ECP − level| over 10–90 %), and the exchange of roles between the two models with the
+largest σ_k (per chain, the share of draws in which the first has the larger). For SMC also
+the log evidence and its spread over the populations. One JSON line per fit is appended to
+``--out`` as it finishes (NUTS and ChEES: up to ``--max-draws`` per chain until the bars
 hold).
 """
 
@@ -38,6 +40,9 @@ def one(ds, mixer: str, method: str, args) -> dict:
     if method == "smc":
         kw.update(method="smc", num_samples=args.particles,
                   smc={"mcmc_steps": args.smc_steps})  # fmt: skip
+    elif method == "chees":
+        kw.update(method="chees", num_chains=args.chees_chains, num_warmup=args.chees_warmup,
+                  num_samples=args.draws, max_samples=args.max_draws)  # fmt: skip
     else:
         kw.update(num_warmup=1000, num_samples=args.draws, max_samples=args.max_draws)
     t0 = time.perf_counter()
@@ -75,19 +80,23 @@ def one(ds, mixer: str, method: str, args) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="kejzlar2023")
+    p.add_argument("--data-dir", default=None, help="MassExplorer CSVs (kejzlar2023)")
     p.add_argument("--mixers", nargs="+", default=["linear", "dirichlet"])
-    p.add_argument("--methods", nargs="+", default=["nuts", "smc"], choices=["nuts", "smc"])
+    p.add_argument("--methods", nargs="+", default=["nuts", "smc"],
+                   choices=["nuts", "smc", "chees"])  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--max-draws", type=int, default=8000)
     p.add_argument("--particles", type=int, default=500)
     p.add_argument("--smc-steps", type=int, default=10)
+    p.add_argument("--chees-chains", type=int, default=8)
+    p.add_argument("--chees-warmup", type=int, default=600)
     p.add_argument("--out", default="benchmarks/results/density.jsonl")
     args = p.parse_args(argv)
 
     from lbmm.data import load_dataset
 
-    ds = load_dataset(args.dataset)
+    ds = load_dataset(args.dataset, args.data_dir)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for mixer in args.mixers:
