@@ -100,6 +100,8 @@ def test_fit_refuses_settings_chees_does_not_read():
     ds = synthetic(40)
     with pytest.raises(OptionError, match="method is 'nuts'"):
         fit(ds, "dirichlet", chees={"learning_rate": 0.1})
+    with pytest.raises(OptionError, match="num_warmup: method 'chees'"):
+        fit(ds, "dirichlet", method="chees", num_warmup=0)
     with pytest.raises(OptionError, match="init 'map'"):
         fit(ds, "dirichlet", method="chees", init="map")
     with pytest.raises(OptionError, match="init_params"):

@@ -96,6 +96,11 @@ def _check_settings(**kw) -> None:
     if kw["method"] != "chees" and kw["chees"]:
         raise OptionError(f"chees settings {sorted(kw['chees'])} given, but method is "
                           f"{kw['method']!r}: set method='chees' or drop them")  # fmt: skip
+    if kw["method"] == "chees" and kw["num_warmup"] < 1:
+        raise OptionError(
+            "num_warmup: method 'chees' tunes its step size, trajectory length "
+            f"and mass matrix in the warm-up; expected >= 1, got {kw['num_warmup']}"
+        )
     if kw["method"] == "chees" and kw["init"] == "map":
         raise OptionError("init 'map' starts every chain near one mode; method 'chees' needs "
                           "chains that start apart ('uniform' or 'median')")  # fmt: skip
