@@ -104,6 +104,12 @@ def test_fit_refuses_settings_chees_does_not_read():
         fit(ds, "dirichlet", method="chees", num_warmup=0)
     with pytest.raises(OptionError, match="init 'map'"):
         fit(ds, "dirichlet", method="chees", init="map")
+    with pytest.raises(OptionError, match="init 'median'"):
+        fit(ds, "dirichlet", method="chees", init="median")
+    with pytest.raises(OptionError, match="chain_method is a NUTS setting"):
+        fit(ds, "dirichlet", method="chees", chain_method="vectorized")
+    with pytest.raises(OptionError, match="dense_mass is a NUTS setting"):
+        fit(ds, "dirichlet", method="chees", dense_mass=True)
     with pytest.raises(OptionError, match="init_params"):
         fit(ds, "dirichlet", method="chees", init_params={"sigma": np.zeros(4)})
     with pytest.raises(OptionError, match="closed form"):
@@ -146,5 +152,13 @@ def test_study_method_chees():
         _study({"method": "chees", "chees": {"rate": 0.1}})
     with pytest.raises(StudyError, match="'map' starts every chain"):
         _study({"method": "chees", "init": "map"})
+    # inherited NUTS settings are reset, not refused: they were not written for this mixer
+    inherited = _study({"method": "chees"}, sampling={"init": "median", "dense_mass": True})
+    s = inherited.mixer("d").sampling
+    assert (s.init, s.dense_mass, s.method) == ("uniform", None, "chees")
+    # switching a NUTS study to ChEES drops the settings ChEES does not read
+    nuts = _study({"target_accept": 0.99, "max_tree_depth": 8})
+    to_chees = nuts.with_overrides(sampling={"method": "chees"}).mixer("d").sampling
+    assert to_chees.method == "chees" and to_chees.max_tree_depth == 10
     gpd = load_study("default").mixer("gp_dirichlet_spread").sampling
     assert (gpd.method, gpd.num_chains, gpd.num_warmup) == ("chees", 8, 600)

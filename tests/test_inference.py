@@ -100,6 +100,20 @@ def test_vectorized_chains_sample_each_chain_and_count_every_step(ds):
     assert rec["grad_evals_warmup"] > 0
 
 
+def test_the_last_draws_are_judged_once(ds, monkeypatch):
+    """The sampler's last convergence check and the fit's final one see the same draws:
+    the diagnostics are computed once."""
+    import importlib
+
+    fit_module = importlib.import_module("lbmm.inference.fit")  # the module, not the function
+    calls = []
+    real = fit_module.diagnostics
+    monkeypatch.setattr(fit_module, "diagnostics", lambda *a, **k: calls.append(1) or real(*a, **k))
+    post = fit(ds, "linear", num_warmup=30, num_samples=30, num_chains=2, seed=5, warn=False)
+    assert len(calls) == 1 and len(post.diagnostics["sampling"]["checks"]) == 1
+    assert "rhat_max" in post.diagnostics and "wall_s" in post.diagnostics
+
+
 def test_init_median_and_unknown_init(ds):
     post = fit(
         ds, "dirichlet", num_warmup=20, num_samples=20, num_chains=1, init="median", warn=False

@@ -298,11 +298,11 @@ class Study:
             if "num_samples" in sampling and "max_samples" not in sampling:
                 sampling = {**sampling, "max_samples": None}
             for table in [raw["sampling"], *(m["sampling"] for m in raw["mixers"])]:
-                if sampling.get("method") == "nuts":
-                    table.pop("smc", None)  # back to NUTS: its SMC and ChEES settings go too
-                    table.pop("chees", None)
-                method = table.get("method", "nuts") if sampling.get("method") != "nuts" else "nuts"
-                skip = {"smc": _NUTS_ONLY, "chees": _NOT_CHEES}.get(method, ())
+                new = sampling.get("method", table.get("method", "nuts"))
+                if new != table.get("method", "nuts"):  # a new method: drop what it does not read
+                    for k in _UNUSED[new]:
+                        table.pop(k, None)
+                skip = {"smc": _NUTS_ONLY, "chees": _NOT_CHEES}.get(new, ())
                 table.update({k: v for k, v in sampling.items() if k not in skip})
         if folds is not None:
             raw["validation"]["folds"] = list(folds)
@@ -627,11 +627,11 @@ def _sampling(r: _Reader, base: Sampling) -> Sampling:
             check_chees_options({**base.chees, **chees})
         except OptionError as err:
             r.fail(r.key("chees"), str(err).removeprefix("chees: ").removeprefix("chees."))
-        if s.init == "map":
-            r.fail(r.key("init"), "'map' starts every chain near one mode; method 'chees' "
-                   "needs chains that start apart ('uniform' or 'median')")  # fmt: skip
+        if s.init != "uniform" and r.has("init"):
+            r.fail(r.key("init"), f"{s.init!r} starts every chain close together; method "
+                   "'chees' needs chains that start apart: 'uniform'")  # fmt: skip
         defaults = Sampling()
-        s = replace(s, chees={**base.chees, **chees},
+        s = replace(s, chees={**base.chees, **chees}, init="uniform",
                     **{k: getattr(defaults, k) for k in _NOT_CHEES})  # fmt: skip
     if s.max_samples is not None and s.max_samples < s.num_samples:
         r.fail(r.key("max_samples"), f"must be at least num_samples ({s.num_samples}), "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -147,7 +147,7 @@ def run_chees(
         optax.adam(float(opts["learning_rate"])), num_warmup, max_sampling_steps=budget,
     )  # fmt: skip
     states = jax.block_until_ready(states)
-    grads_warmup = int(np.sum(np.asarray(winfo)))
+    grads_warmup = int(np.sum(np.asarray(winfo.num_integration_steps)))
     t_warm = time.perf_counter() - t0
     done = num_chains * num_warmup
     if progress is not None:
@@ -200,6 +200,7 @@ def run_chees(
             break
         target = min(budget, drawn + max(num_samples // 2, 2 * k))
         target = drawn + max(k, ((target - drawn) // k) * k)  # a multiple of k further on
+        total = max(total, done + num_chains * (target - drawn))
     imm = np.asarray(params["inverse_mass_matrix"])
     record = {
         "num_warmup": num_warmup,
@@ -222,10 +223,14 @@ def run_chees(
     return NutsResult(kept_z, stats_out, record)
 
 
-def _steps_only(state, info, adaptation_state):
+class _WarmupSteps(NamedTuple):
+    num_integration_steps: jax.Array
+
+
+def _steps_only(state, info, adaptation_state) -> _WarmupSteps:
     """What the warm-up keeps per iteration: the leapfrog steps of each chain (gradients)."""
     del state, adaptation_state
-    return info.num_integration_steps
+    return _WarmupSteps(info.num_integration_steps)
 
 
 def _cat(a: dict, b: dict) -> dict:

@@ -101,9 +101,9 @@ def _check_settings(**kw) -> None:
             "num_warmup: method 'chees' tunes its step size, trajectory length "
             f"and mass matrix in the warm-up; expected >= 1, got {kw['num_warmup']}"
         )
-    if kw["method"] == "chees" and kw["init"] == "map":
-        raise OptionError("init 'map' starts every chain near one mode; method 'chees' needs "
-                          "chains that start apart ('uniform' or 'median')")  # fmt: skip
+    if kw["method"] == "chees" and kw["init"] != "uniform":
+        raise OptionError(f"init {kw['init']!r} starts every chain close together; method "
+                          "'chees' needs chains that start apart: init 'uniform'")  # fmt: skip
     if kw["chain_method"] not in CHAIN_METHODS:
         raise OptionError(
             f"chain_method: expected one of {list(CHAIN_METHODS)}, got {kw['chain_method']!r}"
@@ -223,6 +223,11 @@ def fit(
         For a missing split or missing values in it.
     """
     spec = get_mixer(mixer)
+    if method == "chees":
+        given = [k for k, v in (("chain_method", chain_method), ("dense_mass", dense_mass)) if v]
+        if given:
+            raise OptionError(f"{given[0]} is a NUTS setting; method 'chees' runs its chains "
+                              "vectorized with a diagonal mass matrix")  # fmt: skip
     chain = chain_method or DEFAULT_CHAIN_METHOD
     _check_settings(num_chains=num_chains, num_warmup=num_warmup, num_samples=num_samples,
                     thinning=thinning, max_tree_depth=max_tree_depth, seed=seed,
@@ -383,7 +388,7 @@ def _fit_chees(dataset, mixer, spec, key, settings, model_args, model_kwargs, li
                         num_warmup=s["num_warmup"], num_samples=s["num_samples"],
                         num_chains=s["num_chains"], thinning=s["thinning"],
                         max_samples=s["max_samples"], check=check,
-                        init_strategy=_INIT_STRATEGIES[s["init"]], options=s["chees"],
+                        init_strategy=init_to_uniform, options=s["chees"],
                         progress=_tee(progress, bar))  # fmt: skip
     finally:
         if bar is not None:
@@ -413,7 +418,9 @@ def _make_check(mixer, dataset, split, check_split, opts, likelihood, warmup):
 
     def check(samples, stats, final: bool = False):
         # the sampler's last check and the fit's final one judge the same draws: once
-        if last.get("samples") is samples and np.array_equal(last["lp"], stats["lp"]):
+        seen = last.get("samples", {})
+        same = seen.keys() == samples.keys() and all(seen[k] is v for k, v in samples.items())
+        if same and np.array_equal(last["lp"], stats["lp"]):
             return dict(last["verdict"])
         derived = {"log_density": stats["lp"]}
         if te is not None:
@@ -422,7 +429,7 @@ def _make_check(mixer, dataset, split, check_split, opts, likelihood, warmup):
             m = predictive_mean(mixer, flat, te.F, te.x, opts, likelihood, train=train)
             derived[f"{check_split}_mean"] = m.reshape(nc, nd, -1)
         verdict = diagnostics(samples, latent=LATENT_SITES, derived=derived, stats=stats)
-        last.update(samples=samples, lp=stats["lp"], verdict=verdict)
+        last.update(samples=dict(samples), lp=stats["lp"], verdict=verdict)
         return dict(verdict)
 
     return check
