@@ -374,6 +374,19 @@ def test_predictions_can_use_thinned_draws(tmp_path, cache_dir):
     assert r.posterior("bma").samples("sigma").shape[0] == 60  # stored posterior keeps all
 
 
+def test_an_entry_sampled_by_chees(tmp_path, cache_dir):
+    """A study entry with ``method = "chees"`` runs beside NUTS entries (the study's NUTS
+    settings are not handed to it) and records its sampler."""
+    raw = tiny_study(mixers=())
+    chees = {"method": "chees", "num_chains": 4}
+    raw["mixers"] = [{"mixer": "linear"}, {"mixer": "dirichlet", "sampling": chees}]
+    r = run_study(study_from_dict(raw), output=tmp_path / "ch", cache_dir=cache_dir, report=False)
+    d = r.manifest["mixers"]["dirichlet"]["diagnostics"]
+    assert d["sampler"].startswith("ChEES") and d["sampling"]["chain_method"] == "vectorized"
+    assert r.posterior("dirichlet").idata.posterior.sizes["chain"] == 4
+    assert r.manifest["mixers"]["linear"]["diagnostics"]["sampler"].startswith("NUTS")
+
+
 def test_thin_keeps_every_chain_alike(run):
     from lbmm.run import thin
 

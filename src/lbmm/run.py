@@ -385,6 +385,7 @@ def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None,
 
     s = entry.sampling
     warmup = s.num_warmup
+    nuts = s.method == "nuts"  # the NUTS-only settings are passed to NUTS alone
     if s.method == "chees":  # its chains start apart by design: a refit is cold
         init_params = None
     if init_params is not None:  # a warm start in the typical set: a quarter of the warm-up
@@ -402,10 +403,10 @@ def _fit_entry(entry, ds: Dataset, bar: bool, progress: Progress | None = None,
         thinning=s.thinning,
         seed=entry.seed,
         target_accept=s.target_accept,
-        dense_mass=s.dense_mass,
+        dense_mass=s.dense_mass if nuts else None,
         max_tree_depth=s.max_tree_depth,
         init=s.init,
-        chain_method=s.chain_method,
+        chain_method=s.chain_method if nuts else None,
         method=s.method,
         smc=dict(s.smc) or None,
         chees=dict(s.chees) or None,
