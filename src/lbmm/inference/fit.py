@@ -325,17 +325,22 @@ def fit(
             bar.close()
     wall = time.perf_counter() - t0
     samples = {k: np.asarray(v) for k, v in res.samples.items()}
-    stats = res.stats
+    mass = "dense" if dense_mass is True else "diag" if not dense_mass else "block-dense"
+    return _posterior(dataset, mixer, spec, split, settings, likelihood, samples, res.stats,
+                      check, warn, wall_s=wall, grad_evals=res.record["grad_evals"],
+                      sampling=res.record, sampler=f"NUTS ({chain}, {mass} mass)")  # fmt: skip
+
+
+def _posterior(dataset, mixer, spec, split, settings, likelihood, samples, stats, check, warn,
+               **diag_extra) -> Posterior:  # fmt: skip
+    """The draws of any sampler as a :class:`Posterior`: named dims, the bars judged (once:
+    the sampler's last check is reused), ``diag_extra`` added, a warning when a bar fails."""
     dims = dict(DIMS)
     if likelihood == "density":
         dims["sigma"] = ["model"]
     idata = make_idata(samples, dataset, split, stats, dims)
     diag = check(samples, stats, final=True)
-    diag["wall_s"] = wall
-    diag["grad_evals"] = res.record["grad_evals"]
-    diag["sampling"] = res.record
-    mass = "dense" if dense_mass is True else "diag" if not dense_mass else "block-dense"
-    diag["sampler"] = f"NUTS ({chain}, {mass} mass)"
+    diag.update(diag_extra)
     if warn:
         _warn(diag, mixer, spec.hint(likelihood))
     return Posterior(mixer, idata, dataset, settings, diag)
@@ -355,24 +360,12 @@ def _fit_smc(dataset, mixer, spec, key, settings, model_args, model_kwargs, like
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
-    dims = dict(DIMS)
-    if likelihood == "density":
-        dims["sigma"] = ["model"]
-    idata = make_idata(res.samples, dataset, split, res.stats, dims)
-    diag = check(res.samples, res.stats, final=True)
-    record = dict(res.record)
-    record["draws_per_chain"] = num_samples
-    diag.update(
-        wall_s=wall,
-        grad_evals=record["grad_evals"],
-        sampling=record,
-        log_evidence=record["log_evidence"],
-        log_evidence_sd=record["log_evidence_sd"],
-        sampler="SMC (adaptive tempered, HMC moves)",
-    )
-    if warn:
-        _warn(diag, mixer, spec.hint(likelihood))
-    return Posterior(mixer, idata, dataset, settings, diag)
+    record = {**res.record, "draws_per_chain": num_samples}
+    return _posterior(dataset, mixer, spec, split, settings, likelihood, res.samples, res.stats,
+                      check, warn, wall_s=wall, grad_evals=record["grad_evals"], sampling=record,
+                      log_evidence=record["log_evidence"],
+                      log_evidence_sd=record["log_evidence_sd"],
+                      sampler="SMC (adaptive tempered, HMC moves)")  # fmt: skip
 
 
 def _fit_chees(dataset, mixer, spec, key, settings, model_args, model_kwargs, likelihood, split,
@@ -394,16 +387,10 @@ def _fit_chees(dataset, mixer, spec, key, settings, model_args, model_kwargs, li
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t0
-    dims = dict(DIMS)
-    if likelihood == "density":
-        dims["sigma"] = ["model"]
-    idata = make_idata(res.samples, dataset, split, res.stats, dims)
-    diag = check(res.samples, res.stats, final=True)
-    diag.update(wall_s=wall, grad_evals=res.record["grad_evals"], sampling=res.record,
-                sampler="ChEES-HMC (vectorized chains, diagonal mass)")  # fmt: skip
-    if warn:
-        _warn(diag, mixer, spec.hint(likelihood))
-    return Posterior(mixer, idata, dataset, settings, diag)
+    return _posterior(dataset, mixer, spec, split, settings, likelihood, res.samples, res.stats,
+                      check, warn, wall_s=wall, grad_evals=res.record["grad_evals"],
+                      sampling=res.record,
+                      sampler="ChEES-HMC (vectorized chains, diagonal mass)")  # fmt: skip
 
 
 def _make_check(mixer, dataset, split, check_split, opts, likelihood, warmup):
