@@ -188,3 +188,32 @@ def test_posteriors_written_under_arviz0_still_load(mixer):
         np.testing.assert_array_equal(post.samples(name), np.asarray(draws), err_msg=name)
     pred = predict(post, "test", seed=0)
     assert pred.y.shape == (20, 39) and np.isfinite(pred.y).all()
+
+
+def test_latent_blocks_are_recorded_not_judged_and_summarised_on_demand():
+    """The latent sites (HSGP coefficients) are left out of the bars and of the fit's
+    summaries (their size is recorded); ``latent_diagnostics`` gives ArviZ's R-hat and ESS
+    of them when asked."""
+    from types import SimpleNamespace
+
+    import arviz as az
+    import xarray as xr
+
+    from lbmm.inference import diagnostics, latent_diagnostics
+
+    rng = np.random.default_rng(0)
+    sigma = rng.normal(1.0, 0.1, size=(4, 500))  # four chains of one well-mixed parameter
+    coef = rng.normal(size=(4, 500, 6, 2)) + np.arange(4)[:, None, None, None]  # chains apart
+    d = diagnostics({"sigma": sigma, "gp_coef": coef}, latent=("gp_coef",))
+    assert d["latent"] == {"sites": ["gp_coef"], "coordinates": 12}
+    assert set(d["groups"]) == {"params"} and set(d["per_variable"]) == {"sigma"}
+    assert d["rhat_max"] < 1.01 and d["converged"]  # the stuck coefficients are not judged
+    post = SimpleNamespace(idata=SimpleNamespace(posterior=xr.Dataset({
+        "sigma": (("chain", "draw"), sigma),
+        "gp_coef": (("chain", "draw", "basis", "model"), coef),
+    })))  # fmt: skip
+    lat = latent_diagnostics(post)
+    ref = az.rhat(xr.Dataset({"gp_coef": (("chain", "draw", "b", "m"), coef)}))["gp_coef"]
+    assert lat["rhat_max"] == pytest.approx(float(ref.max()), rel=1e-12)
+    assert lat["rhat_max"] > 1.3  # chain means 0, 1, 2, 3 with sd 1: the block did not mix
+    assert set(lat["per_variable"]) == {"gp_coef"}

@@ -18,6 +18,7 @@ from .diagnostics import (
     convergence_problems,
     diagnostics,
     is_converged,
+    latent_diagnostics,
     summarize_draws,
 )
 from .fit import (
@@ -52,6 +53,7 @@ __all__ = [
     "diagnostics",
     "fit",
     "is_converged",
+    "latent_diagnostics",
     "make_idata",
     "map_init",
     "sbc",
