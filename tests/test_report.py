@@ -266,6 +266,32 @@ def test_report_is_rebuilt_without_sampling(run, report):
     assert not list(run.path.glob(".report-*"))
 
 
+def test_convergence_figures_drawn_early_are_moved_in_not_redrawn(run, report, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    """``lbmm run`` draws each mixer's trace and rank plots as soon as it is fitted; the
+    report takes those files and draws the same figures as without them."""
+    import lbmm.report.figures as figmod
+    from lbmm.report.figures import convergence_figures
+
+    early = tmp_path / "early"
+    drawn = convergence_figures(run.posterior("linear"), "linear", "GBMM+L", early)
+    assert [f.file for f in drawn] == ["trace_linear.png", "rank_linear.png"]
+    sums = {f.file: (early / f.file).read_bytes() for f in drawn}
+    real = figmod.trace_figure
+    redrawn = []
+    monkeypatch.setattr(
+        figmod,
+        "trace_figure",
+        lambda s, title, path: redrawn.append(path.name) or real(s, title, path),
+    )
+    again = build_report(run.path, early_figures=early)
+    assert again["figures"] == report["figures"]
+    assert redrawn == [f"trace_{LOCAL_KEY}.png"]  # only the mixer with nothing drawn early
+    for name, data in sums.items():
+        assert (run.path / "figures" / name).read_bytes() == data
+    assert list(early.iterdir()) == []
+
+
 def test_report_refuses_foreign_folders(tmp_path):
     with pytest.raises(RunError, match="no manifest"):
         build_report(tmp_path)

@@ -67,6 +67,13 @@ def test_run_folder_has_every_file(run):
         assert (p / f).is_file(), f
     assert not (p / "weights.csv").exists()  # no local mixer in this study
     assert _leftovers(p.parent) == []
+    # GBMM+L's convergence figures were drawn as soon as it was fitted, and moved in
+    assert (p / "figures" / "trace_linear.png").is_file()
+    assert (p / "figures" / "rank_linear.png").is_file()
+    assert not (p / ".figures-early").exists()
+    assert not [f for f in run.manifest["files"] if f.startswith(".")]
+    assert run.manifest["mixers"]["linear"]["figures_s"] > 0
+    assert run.manifest["mixers"]["bma"]["figures_s"] is None  # closed form: no chains
 
 
 def test_manifest_records_the_run(run):
@@ -161,6 +168,31 @@ def test_same_seed_same_numbers(run, tmp_path, cache_dir):
     pd.testing.assert_frame_equal(again.predictions(), run.predictions())
 
 
+def test_two_jobs_give_the_numbers_of_one(run, tmp_path, cache_dir):
+    """Entries fitted at once in worker processes: the same draws, metrics and predictions
+    as one after the other (every entry has its own seed), the manifest in study order."""
+    lines = []
+    two = run_study(run.study, output=tmp_path / "two", cache_dir=cache_dir, report=False,
+                    jobs=2, progress=lines.append)  # fmt: skip
+    assert two.manifest["jobs"] == 2 and run.manifest["jobs"] == 1
+    assert list(two.manifest["mixers"]) == list(run.manifest["mixers"]) == ["bma", "linear"]
+    assert two.metrics() == run.metrics()
+    pd.testing.assert_frame_equal(two.predictions(), run.predictions())
+    for key in ("bma", "linear"):
+        a, b = run.posterior(key).idata.posterior, two.posterior(key).idata.posterior
+        for v in a.data_vars:
+            np.testing.assert_array_equal(a[v].values, b[v].values)
+        # the workers' progress lines come back, each told apart by its entry's key
+        assert any(line.startswith(f"  {key}: done: ") for line in lines), lines
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True, "2"])
+def test_bad_jobs_are_refused(tmp_path, jobs):
+    with pytest.raises(RunError, match="jobs must be a whole number >= 1"):
+        run_study(study_from_dict(tiny_study()), output=tmp_path / "x", jobs=jobs)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_predict_from_stored_posteriors(run):
     """``Run.predict`` (``lbmm predict``) gives the numbers of predictions.csv: the same
     thinned draws and random draws keyed by nucleus, whichever nuclei are asked together."""
@@ -224,8 +256,10 @@ def test_an_error_during_the_run_leaves_nothing(tmp_path, monkeypatch, cache_dir
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ctrl_c_during_sampling_leaves_no_folder(tmp_path):
-    """A real SIGINT to ``lbmm run`` while the second mixer samples.
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_during_sampling_leaves_no_folder(tmp_path, jobs):
+    """A real SIGINT to ``lbmm run`` while the second mixer samples, in the process itself
+    (``--jobs 1``) or in a worker process (``--jobs 2``: the parent stops its workers).
 
     The second mixer (GBMM+L) is asked for 10⁶ draws: it cannot finish, so the run ends only
     if the SIGINT stops it (NUTS runs in chunks that return to Python about twice a second).
@@ -243,7 +277,7 @@ def test_ctrl_c_during_sampling_leaves_no_folder(tmp_path):
     # `lbmm run` as from a terminal, where Ctrl-C raises KeyboardInterrupt: a test runner
     # started in the background may ignore SIGINT, and an ignored signal stays ignored in its
     # children, so the child restores Python's handler before it starts the CLI
-    argv = ["lbmm", "run", str(study), "--out", str(out), "--no-report"]
+    argv = ["lbmm", "run", str(study), "--out", str(out), "--no-report", "--jobs", jobs]
     code = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
             f" sys.argv = {argv!r}; runpy.run_module('lbmm.cli', run_name='__main__')")  # fmt: skip
     proc = subprocess.Popen(

@@ -126,6 +126,8 @@ def _fit_report(args: argparse.Namespace) -> dict:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from .inference import CLOSED_FORMS
+
     rep = _fit_report(args)
     if args.json:
         print(json.dumps(rep, indent=2))
@@ -143,7 +145,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         for meth, ws in rep["bma_weights"].items():
             print(f"  BMA({meth}): " + "  ".join(f"{m} {w:.3f}" for m, w in ws.items()))
     d = rep["diagnostics"]
-    if d.get("sampler") == "closed form":
+    if d.get("sampler") in CLOSED_FORMS:
         print(f"closed form; wall {rep['wall_s']:.1f} s")
     else:
         print(
@@ -204,7 +206,7 @@ def _clock(seconds: float) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .run import run_study
+    from .run import default_jobs, run_study
     from .study import load_study
 
     study = load_study(args.study)
@@ -236,6 +238,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             report=not args.no_report,
             reuse=args.reuse,
+            jobs=default_jobs() if args.jobs is None else args.jobs,
         )
     except KeyboardInterrupt:
         print("lbmm: interrupted; no run folder was written", file=sys.stderr)
@@ -464,6 +467,16 @@ def _cmd_study_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _add_cache_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
@@ -553,6 +566,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="take the posterior of each entry whose settings, seed, dataset and package "
         "versions match those of this earlier run instead of sampling it (the manifest says "
         "which and why)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="mixers fitted at once, each in its own process (default 2 where there are two "
+        "or more cores, else 1; the same numbers either way; the progress bar only with 1)",
     )
     _add_cache_dir(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")

@@ -66,6 +66,7 @@ __all__ = [
     "RunError",
     "build_dataset",
     "check_run",
+    "default_jobs",
     "enable_compilation_cache",
     "load_run",
     "prediction_indices",
@@ -74,6 +75,9 @@ __all__ = [
 ]
 
 CACHE_ENV = "LBMM_CACHE_DIR"
+#: Where a run draws each mixer's convergence figures as soon as it is fitted (inside the
+#: run's temporary folder; the report moves them into ``figures/``).
+_EARLY_FIGURES = ".figures-early"
 _VERSION_PACKAGES = (
     "lbmm", "jax", "jaxlib", "numpyro", "arviz", "numpy", "scipy", "pandas", "xarray",
     "matplotlib", "h5netcdf", "masstable",
@@ -448,9 +452,9 @@ def _fold_scores(entry, ds: Dataset, folds, bar: bool, progress: Progress, max_d
 
 def _run_mixer(
     entry, ds: Dataset, folder: Path, progress: Progress, bar: bool, max_draws: int, folds=(),
-    reuse: _Reuse | None = None, supply: Callable | None = None,
+    reuse: _Reuse | None = None, supply: Callable | None = None, early: Path | None = None,
 ) -> _MixerOutcome:  # fmt: skip
-    from .inference import is_converged
+    from .inference import CLOSED_FORMS, is_converged
     from .mixers import get_mixer
     from .predict import mixer_metrics, predict
 
@@ -476,6 +480,13 @@ def _run_mixer(
         fit_s = time.perf_counter() - t0
         post.save(folder / rel)
     save_s = time.perf_counter() - t0 - fit_s
+    figures_s = None
+    if early is not None and post.diagnostics.get("sampler") not in CLOSED_FORMS:
+        from .report.figures import convergence_figures
+
+        t1 = time.perf_counter()  # drawn now, beside the other fits, not after all of them
+        convergence_figures(post, entry.key, entry.label, early)
+        figures_s = time.perf_counter() - t1
     where = prediction_indices(ds)
     progress(f"  fitted in {fit_s:.1f} s; predicting {where.size} nuclei")
     t1 = time.perf_counter()
@@ -498,6 +509,7 @@ def _run_mixer(
         "save_s": save_s,
         "predict_s": predict_s,
         "predict_draws": int(pred.y.shape[0]),
+        "figures_s": figures_s,
         "diagnostics": diag,
         "converged": is_converged(diag),
     }
@@ -684,6 +696,98 @@ def _check_target(target: Path, overwrite: bool) -> None:
         ) from err
 
 
+def default_jobs() -> int:
+    """How many mixers ``lbmm run`` fits at once by default: two where this process may use
+    two or more cores, else one. A local mixer's sampler keeps about one core busy (XLA's
+    second thread added 9 % to LBMM+GPD's fit in the default study), so the other mixers fit
+    beside it on a second core; more processes than that only share the same cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+def _check_jobs(jobs: Any) -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or jobs < 1:
+        raise RunError(f"jobs must be a whole number >= 1 (mixers fitted at once), got {jobs!r}")
+    return int(jobs)
+
+
+def _mixer_job(i: int, n: int, entry, data: Dataset, folder: Path, say: Progress, bar: bool,
+               max_draws: int, folds, found: _Reuse | None, why: str, reuse: bool,
+               supply: Callable | None, started_at: float,
+               early: Path | None) -> _MixerOutcome:  # fmt: skip
+    """One entry of a study, with its progress lines: in this process or in a worker."""
+    say(f"[{i}/{n}] {entry.label} ({entry.key}): {_describe(entry)}; "
+        f"elapsed {time.time() - started_at:.0f} s")  # fmt: skip
+    if reuse and found is None:
+        say(f"  not reused: {why}")
+    out = _run_mixer(entry, data, folder, say, bar, max_draws, folds, found, supply, early)
+    say("  done: " + _outcome_text(entry, out.record))
+    return out
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(messages, cache_dir: str | None) -> None:
+    """Set up a worker process of a run with ``jobs > 1``: progress lines go back to the
+    parent through ``messages``; the parent's compilation cache; Ctrl-C is the parent's to
+    handle (it stops the workers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER["messages"] = messages
+    enable_compilation_cache(cache_dir if cache_dir is not None else "off")
+
+
+def _worker_job(key: str, *args) -> _MixerOutcome:
+    messages = _WORKER["messages"]
+
+    def say(msg: str) -> None:  # lines of entries running at once are told apart by key
+        messages.put(msg if not msg.startswith("  ") else f"  {key}:{msg[1:]}")
+
+    i, n, entry, *rest = args
+    return _mixer_job(i, n, entry, rest[0], rest[1], say, *rest[2:])
+
+
+def _relay(messages, say: Progress) -> None:
+    while (msg := messages.get()) is not None:
+        say(msg)
+
+
+def _run_entries_in_workers(jobs: int, tasks: list[tuple], local: list[bool], say: Progress,
+                            cache: Mapping[str, Any]) -> list[_MixerOutcome]:  # fmt: skip
+    """Run the entries' jobs in ``jobs`` worker processes (spawned: JAX does not survive a
+    fork, and NumPyro's effect handlers are global, so threads would mix two models' traces);
+    the local mixers, the longest, start first. Results in the order of ``tasks``."""
+    import multiprocessing as mp
+    import threading
+
+    ctx = mp.get_context("spawn")
+    messages = ctx.Queue()
+    relay = threading.Thread(target=_relay, args=(messages, say), daemon=True)
+    relay.start()
+    order = sorted(range(len(tasks)), key=lambda j: (not local[j], j))
+    cache_dir = cache.get("dir") if cache.get("used") else None
+    pool = ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init,
+                    initargs=(messages, cache_dir))  # fmt: skip
+    try:
+        pending = {j: pool.apply_async(_worker_job, tasks[j]) for j in order}
+        out = [pending[j].get() for j in range(len(tasks))]
+        pool.close()
+        pool.join()
+    except BaseException:
+        pool.terminate()  # a failed entry or Ctrl-C: the other workers stop now
+        pool.join()
+        raise
+    finally:
+        messages.put(None)
+        relay.join(timeout=5)
+    return out
+
+
 def run_study(
     study: str | Path | Study = "default",
     *,
@@ -698,6 +802,7 @@ def run_study(
     dataset: Dataset | None = None,
     supply: Callable | None = None,
     manifest_extra: Mapping[str, Any] | None = None,
+    jobs: int = 1,
 ) -> Run:
     """Run every mixer of a study and write one run folder (atomically).
 
@@ -730,6 +835,11 @@ def run_study(
         fit where it can (an :class:`~lbmm.inference.update.UpdateResult`; a fit where its
         posterior is None); more manifest keys. Validation folds are not run with
         ``supply``.
+    jobs
+        Mixers fitted at once, each in a worker process (:func:`default_jobs` is what
+        ``lbmm run`` uses). Every entry has its own seed, so the numbers are those of
+        ``jobs=1``; the progress bar is shown only with ``jobs=1``. Runs with ``supply``
+        fit one entry at a time.
 
     Returns
     -------
@@ -742,11 +852,12 @@ def run_study(
         Before any sampling, for a bad study, bad data or an occupied output folder.
     """
     say = progress or _quiet
+    jobs = _check_jobs(jobs)
     st = load_study(study)
     target = Path(output if output is not None else st.output).expanduser().absolute()
     _check_target(target, overwrite)
     st = replace(st, output=str(target))  # the study as run
-    started, t_start = _now(), time.perf_counter()
+    started, t_start, started_at = _now(), time.perf_counter(), time.time()
     cache = enable_compilation_cache(cache_dir)
     ds = build_dataset(st, data_dir) if dataset is None else dataset
     _check_entries(st, ds)
@@ -769,20 +880,29 @@ def run_study(
         records, frames, wframes, dframes = {}, [], [], []
         folds = _study_folds(st, ds) if supply is None else ()
         plan = _reuse_plan(load_run(reuse), st, ds, corrected, folds) if reuse else {}
+        n = len(st.mixers)
+        parallel = jobs > 1 and n > 1 and supply is None
+        early = tmp / _EARLY_FIGURES if report else None
+        tasks = []
         for i, entry in enumerate(st.mixers, 1):
-            data = corrected if entry.corrected else ds
-            say(f"[{i}/{len(st.mixers)}] {entry.label} ({entry.key}): {_describe(entry)}; "
-                f"elapsed {time.perf_counter() - t_start:.0f} s")  # fmt: skip
-            # corrections are fitted to every training nucleus: no honest fold for them
-            entry_folds = () if entry.corrected else folds
             found, why = plan.get(entry.key, (None, ""))
-            if reuse and found is None:
-                say(f"  not reused: {why}")
-            out = _run_mixer(entry, data, tmp, say, progress_bar, st.predict.max_draws,
-                             entry_folds, found, supply)  # fmt: skip
+            # corrections are fitted to every training nucleus: no honest fold for them
+            tasks.append((i, n, entry, corrected if entry.corrected else ds, tmp,
+                          progress_bar and not parallel, st.predict.max_draws,
+                          () if entry.corrected else folds, found, why, bool(reuse), supply,
+                          started_at, early))  # fmt: skip
+        if parallel:
+            from .mixers import get_mixer
+
+            local = [get_mixer(e.mixer).local for e in st.mixers]
+            keyed = [(e.key, *t) for e, t in zip(st.mixers, tasks, strict=True)]
+            outcomes = _run_entries_in_workers(jobs, keyed, local, say, cache)
+        else:
+            outcomes = (_mixer_job(*t[:5], say, *t[5:]) for t in tasks)
+        for entry, out in zip(st.mixers, outcomes, strict=True):
+            found = plan.get(entry.key, (None, ""))[0]
             if reuse and found is not None and "reused_from" not in out.record:
                 plan[entry.key] = (None, "its posterior was fitted to other data")
-            say("  done: " + _outcome_text(entry, out.record))
             metrics["mixers"][entry.key] = out.metrics
             records[entry.key] = out.record
             frames.append(out.predictions)
@@ -812,6 +932,7 @@ def run_study(
             "started": started,
             "finished": _now(),
             "wall_s": time.perf_counter() - t_start,
+            "jobs": jobs if parallel else 1,
             "corrections_s": t_corr if corrected is not None else None,
             "dataset": _dataset_record(ds),
             "corrected_dataset": _dataset_record(corrected) if corrected is not None else None,
@@ -831,7 +952,7 @@ def run_study(
                 f.name: {"kind": f.kind, "held_out": int(f.held.size)} for f in folds
             },
             **dict(manifest_extra or {}),
-            "files": file_records(tmp),
+            "files": file_records(tmp, exclude=(_EARLY_FIGURES,)),
         }
         write_json(tmp / "manifest.json", manifest)
         if report:  # the report refreshes the manifest's file list: every file is hashed
@@ -839,7 +960,8 @@ def run_study(
 
             t0 = time.perf_counter()
             say("writing tables, figures and report.html")
-            build_report(tmp)
+            build_report(tmp, early_figures=early)
+            shutil.rmtree(early, ignore_errors=True)
             say(f"  report written in {time.perf_counter() - t0:.1f} s")
         _install(tmp, target, overwrite)
     except BaseException:

@@ -50,6 +50,14 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _unpickle_dataset(fields: dict) -> Dataset:
+    arrays = ("Z", "N", "y", "y_uncertainty", "y_estimated", "F")
+    fields = {**fields, **{k: _frozen(fields[k]) for k in arrays}}
+    fields["splits"] = MappingProxyType({k: _frozen(v) for k, v in fields["splits"].items()})
+    fields["provenance"] = MappingProxyType(dict(fields["provenance"]))
+    return Dataset(**fields)
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Observations, model predictions and splits on a set of nuclei (immutable).
@@ -205,6 +213,13 @@ class Dataset:
             provenance=MappingProxyType(dict(provenance or {})),
             notes=tuple(notes),
         )
+
+    def __reduce__(self):
+        """Pickled (for a run's worker processes) as its fields; rebuilt read-only."""
+        fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        fields["splits"] = dict(self.splits)
+        fields["provenance"] = dict(self.provenance)
+        return _unpickle_dataset, (fields,)
 
     # ------------------------------------------------------------------ views
 

@@ -12,6 +12,7 @@ measurements, from its stored draws.
 """
 
 from .diagnostics import (
+    CLOSED_FORMS,
     ESS_MIN,
     RHAT_MAX,
     bar_text,
@@ -37,6 +38,7 @@ from .sbc import sbc, sbc_design, sbc_ranks, sbc_uniformity
 
 __all__ = [
     "CHAIN_METHODS",
+    "CLOSED_FORMS",
     "DEFAULT_CHAIN_METHOD",
     "DIMS",
     "ESS_MIN",

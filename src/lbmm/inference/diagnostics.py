@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = [
+    "CLOSED_FORMS",
     "ESS_MIN",
     "RHAT_MAX",
     "bar_text",
@@ -32,6 +33,9 @@ __all__ = [
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
+#: ``diagnostics["sampler"]`` of a closed-form fit (BMA; ``"exact"`` in older run folders):
+#: no chains, no bars.
+CLOSED_FORMS = ("closed form", "exact")
 
 
 def bar_text() -> str:
@@ -185,7 +189,7 @@ def _finite_min(vals) -> float:
 
 def convergence_problems(diag: Mapping[str, Any]) -> list[str]:
     """The bars a fit misses, in words (empty when converged; closed forms have none)."""
-    if diag.get("sampler") == "closed form":
+    if diag.get("sampler") in CLOSED_FORMS:
         return []
     out = []
     rhat, ess = diag.get("rhat_max"), diag.get("ess_bulk_min")

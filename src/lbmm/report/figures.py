@@ -17,6 +17,7 @@ run already computed (``metrics.json``, ``predictions.csv``, ``weights.csv``,
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "FigureInfo",
     "chains_figure",
     "choose_chains",
+    "convergence_figures",
     "ecp_figure",
     "existence_figure",
     "global_weights_figure",
@@ -402,20 +404,27 @@ def trace_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Pa
     """Trace plot of scalar series (chain, draw): a histogram per chain (left) and the draws
     of each chain in order (right)."""
     colors = matplotlib.colormaps["tab10"]
-    fig, axes = _subplots(len(series), 2, figsize=(10, 1.7 * len(series)), squeeze=False,
-                          constrained_layout=True)  # fmt: skip
-    for (name, x), (ax_d, ax_t) in zip(series.items(), axes, strict=True):
+    n = len(series)
+    # a fixed layout and draw numbers only under the last trace: most of the cost of this
+    # figure is laying out tick labels (about half of it with a label on every panel)
+    height = 1.5 * n + 0.5
+    fig, axes = _subplots(n, 2, figsize=(10, height), squeeze=False,
+                          gridspec_kw={"hspace": 0.6, "wspace": 0.15, "top": 1 - 0.6 / height,
+                                       "bottom": 0.4 / height})  # fmt: skip
+    for i, ((name, x), (ax_d, ax_t)) in enumerate(zip(series.items(), axes, strict=True)):
         x = np.asarray(x, dtype=float)
         edges = np.histogram_bin_edges(x.ravel(), bins=30)
         for c in range(x.shape[0]):
             ax_d.hist(x[c], bins=edges, histtype="step", density=True, color=colors(c % 10))
             ax_t.plot(x[c], lw=0.5, alpha=0.8, color=colors(c % 10))
-        ax_d.set_title(name)
-        ax_t.set_title(name)
-    for ax in axes.ravel():
-        ax.title.set_fontsize(8)
-        ax.tick_params(labelsize=7)
-    fig.suptitle(title)
+        ax_d.set_title(name, fontsize=8, loc="left")
+        ax_d.set_yticks([])  # a density's scale says nothing here
+        ax_d.tick_params(labelsize=7)
+        ax_t.tick_params(labelsize=7, labelbottom=i == n - 1)
+        if i:
+            ax_t.sharex(axes[0, 1])
+    axes[-1, 1].set_xlabel("draw", fontsize=7)
+    fig.suptitle(title, y=1 - 0.15 / height)
     return _save(fig, path)
 
 
@@ -451,7 +460,29 @@ def rank_figure(series: Mapping[str, np.ndarray], title: str, path: Path) -> Pat
 # ---------------------------------------------------------------------- all of them
 
 
-def make_figures(run, folder: Path, table2: pd.DataFrame) -> list[FigureInfo]:
+def _convergence_infos(key: str, label: str) -> list[FigureInfo]:
+    return [
+        FigureInfo(f"trace_{key}.png", "Convergence", f"{label}: traces",
+                   "Marginal densities and traces per chain of the hyperparameters (σ first)."),
+        FigureInfo(f"rank_{key}.png", "Convergence", f"{label}: rank plots",
+                   "Rank histograms per chain; near-uniform bars mean the chains agree."),
+    ]  # fmt: skip
+
+
+def convergence_figures(posterior, key: str, label: str, folder: Path) -> list[FigureInfo]:
+    """Trace and rank plots of a posterior's hyperparameters (:func:`hyperparameters`) as
+    ``trace_KEY.png`` and ``rank_KEY.png`` in ``folder``; none for a posterior without any."""
+    series = hyperparameters(posterior)
+    if not series:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    trace_figure(series, f"{label}: traces", folder / f"trace_{key}.png")
+    rank_figure(series, f"{label}: rank plots", folder / f"rank_{key}.png")
+    return _convergence_infos(key, label)
+
+
+def make_figures(run, folder: Path, table2: pd.DataFrame,
+                 early: Path | None = None) -> list[FigureInfo]:  # fmt: skip
     """Draw every figure of a run into ``folder``; returns what was written, in report order.
 
     Parameters
@@ -462,6 +493,10 @@ def make_figures(run, folder: Path, table2: pd.DataFrame) -> list[FigureInfo]:
         Where the PNG files go.
     table2
         Table 2 (:func:`lbmm.report.tables.table2`), for the weights bar chart.
+    early
+        A folder of convergence figures drawn already (:func:`convergence_figures`, which
+        ``lbmm run`` calls as soon as each mixer is fitted): a mixer's pair found there is
+        moved into ``folder`` instead of being drawn again.
     """
     from ..data import DISPLAY_NAMES
 
@@ -559,25 +594,16 @@ def make_figures(run, folder: Path, table2: pd.DataFrame) -> list[FigureInfo]:
             f"Posterior predictive probability that {obs} > 0 (for S2n: the nucleus is bound "
             "against two-neutron emission).")  # fmt: skip
 
+    from ..inference import CLOSED_FORMS
+
     for key, rec in man["mixers"].items():
-        if rec["diagnostics"].get("sampler") in ("closed form", "exact"):
+        if rec["diagnostics"].get("sampler") in CLOSED_FORMS:
             continue
-        series = hyperparameters(run.posterior(key))
-        if not series:
-            continue
-        lab = rec["label"]
-        trace_figure(series, f"{lab}: traces", folder / f"trace_{key}.png")
-        add(
-            f"trace_{key}.png",
-            "Convergence",
-            f"{lab}: traces",
-            "Marginal densities and traces per chain of the hyperparameters (σ first).",
-        )
-        rank_figure(series, f"{lab}: rank plots", folder / f"rank_{key}.png")
-        add(
-            f"rank_{key}.png",
-            "Convergence",
-            f"{lab}: rank plots",
-            "Rank histograms per chain; near-uniform bars mean the chains agree.",
-        )
+        names = [f"trace_{key}.png", f"rank_{key}.png"]
+        if early is not None and all((early / n).is_file() for n in names):
+            for n in names:
+                os.replace(early / n, folder / n)
+            out.extend(_convergence_infos(key, rec["label"]))
+        else:
+            out.extend(convergence_figures(run.posterior(key), key, rec["label"], folder))
     return out

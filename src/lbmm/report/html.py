@@ -308,13 +308,22 @@ def _chart(run) -> str:
     return chart_html(data)
 
 
-def build_report(run_dir: str | Path) -> dict[str, Any]:
+def build_report(run_dir: str | Path, *, early_figures: str | Path | None = None) -> dict[str, Any]:
     """Write ``tables/``, ``figures/`` and ``report.html`` of a run folder from its results,
     and record them (size, sha256) in its manifest.
 
     Nothing is sampled: the tables and figures read ``metrics.json``, ``predictions.csv``,
     ``weights.csv``, ``dataset.csv`` and the stored posteriors. The new files are built in a
     temporary folder and then replace the old ones.
+
+    Parameters
+    ----------
+    run_dir
+        The run folder.
+    early_figures
+        A folder of convergence figures drawn already (``lbmm run`` draws each mixer's trace
+        and rank plots as soon as it is fitted, beside the other fits): those found there
+        are moved in, not drawn again.
 
     Raises
     ------
@@ -335,7 +344,8 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
     try:
         metrics = run.metrics()
         tabs = write_tables(metrics, run.manifest, tmp / "tables")
-        figs = make_figures(run, tmp / "figures", table2(metrics))
+        early = Path(early_figures) if early_figures is not None else None
+        figs = make_figures(run, tmp / "figures", table2(metrics), early)
         chart = _chart(run)
         (tmp / "report.html").write_text(render_html(run.manifest, tabs, figs, chart), "utf-8")
         trash = tmp / "old"

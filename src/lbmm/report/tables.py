@@ -103,13 +103,15 @@ def table2(metrics: Mapping[str, Any]) -> pd.DataFrame:
 def diagnostics_table(manifest: Mapping[str, Any]) -> pd.DataFrame:
     """One row per mixer entry: sampler, chains × draws (SMC: populations × particles),
     R-hat, ESS, divergences, the log evidence (SMC fits), timings."""
+    from ..inference import CLOSED_FORMS
+
     rows = []
     mixers = manifest.get("mixers", {})
     entries = {m["key"]: m for m in _get(manifest, "study", "mixers") or []}
     for key, rec in mixers.items():
         d = rec.get("diagnostics", {})
         s = _get(entries, key, "sampling") or {}
-        exact = d.get("sampler") in ("closed form", "exact")  # "exact": older run folders
+        exact = d.get("sampler") in CLOSED_FORMS
         if exact:
             draws = f"{s.get('num_chains')} × {s.get('num_samples')} exact draws"
         elif s.get("method") == "smc":
