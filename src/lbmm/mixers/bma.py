@@ -21,6 +21,7 @@ Student-t laws; :func:`bma_posterior_draws` draws from it exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -77,10 +78,10 @@ def _loglik(d: jnp.ndarray, delta: jnp.ndarray, lam: jnp.ndarray) -> jnp.ndarray
     return 0.5 * n * (jnp.log(lam) - LOG_2PI) - 0.5 * lam * jnp.sum(r**2, axis=-1)
 
 
-def _log_evidence_mc(
-    d: np.ndarray, prior: BMAPrior, discrepancy: bool, key: jax.Array, num: int
-) -> tuple[float, float]:
-    """log-mean-exp of the likelihood over prior draws, and its Monte Carlo standard error."""
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _mc_terms(d: jnp.ndarray, key: jax.Array, prior: BMAPrior, discrepancy: bool, num: int):
+    """One compiled computation (the prior draws and the likelihood over them): as separate
+    eager operations the gamma draws and the (num × n) residuals cost seconds per model."""
     k1, k2 = jax.random.split(key)
     lam = jax.random.gamma(k1, prior.a, (num,)) / prior.b
     lam = jnp.maximum(lam, 1e-300)
@@ -88,11 +89,18 @@ def _log_evidence_mc(
         delta = prior.mu + jax.random.normal(k2, (num,)) / jnp.sqrt(lam)
     else:
         delta = jnp.zeros(num)
-    ll = _loglik(jnp.asarray(d), delta, lam)
+    ll = _loglik(d, delta, lam)
     lme = logsumexp(ll) - jnp.log(num)
     # delta method: se(log mean) = sd(L) / (sqrt(num) * mean(L))
     rel = jnp.exp(ll - lme)
-    se = jnp.std(rel) / jnp.sqrt(num)
+    return lme, jnp.std(rel) / jnp.sqrt(num)
+
+
+def _log_evidence_mc(
+    d: np.ndarray, prior: BMAPrior, discrepancy: bool, key: jax.Array, num: int
+) -> tuple[float, float]:
+    """log-mean-exp of the likelihood over prior draws, and its Monte Carlo standard error."""
+    lme, se = _mc_terms(jnp.asarray(d), key, prior, bool(discrepancy), int(num))
     return float(lme), float(se)
 
 
@@ -237,6 +245,10 @@ def bma(
     )
 
 
+#: Gamma draws as one compiled computation (eagerly, its rejection loop costs seconds).
+_gamma = jax.jit(jax.random.gamma, static_argnums=(2,))
+
+
 def bma_posterior_draws(
     result: BMAResult, key: jax.Array, num_draws: int, method: str = "exact"
 ) -> dict[str, np.ndarray]:
@@ -250,7 +262,7 @@ def bma_posterior_draws(
     """
     k1, k2, k3 = jax.random.split(key, 3)
     p = len(result.models)
-    lam = np.asarray(jax.random.gamma(k1, jnp.asarray(result.a_n), (num_draws, p))) / result.b_n
+    lam = np.asarray(_gamma(k1, jnp.asarray(result.a_n), (num_draws, p))) / result.b_n
     if result.discrepancy:
         z = np.asarray(jax.random.normal(k2, (num_draws, p)))
         delta = result.mu_n + z / np.sqrt(result.kappa_n * lam)
