@@ -508,3 +508,19 @@ def test_reuse_takes_matching_posteriors_and_says_why_not_others(run, tmp_path, 
                       cache_dir=cache_dir, report=False, reuse=run.path)  # fmt: skip
     why = newer.manifest["reuse"]["entries"]["bma"]
     assert not why["reused"] and "jax" in why["why"] and "0.0.1" in why["why"]
+
+
+def test_workers_take_the_costliest_entries_first():
+    """With ``jobs > 1`` the GP-weighted local mixer starts first, then the other local
+    mixers (more iterations first), the global samplers, and the closed forms last."""
+    from lbmm.run import _start_order
+    from lbmm.study import load_study
+
+    st = load_study("kejzlar2023")
+    order = [st.mixers[j].key for j in _start_order(st.mixers)]
+    assert order[:3] == ["gp_dirichlet", "glm_dirichlet", "glm_dirichlet_spread"]
+    assert set(order[-2:]) == {"bma", "bma_corrected"}
+    st = load_study("default")
+    assert [st.mixers[j].key for j in _start_order(st.mixers)] == [
+        "gp_dirichlet_spread", "glm_dirichlet_spread", "dirichlet_spread", "linear_spread", "bma",
+    ]  # fmt: skip

@@ -757,11 +757,33 @@ def _relay(messages, say: Progress) -> None:
         say(msg)
 
 
-def _run_entries_in_workers(jobs: int, tasks: list[tuple], local: list[bool], say: Progress,
+def _start_order(entries) -> list[int]:
+    """The order in which the workers take a study's entries: the costliest first, so that
+    the longest fit does not start last. By kind (a GP over the chart, the other local
+    mixers, the global samplers, the closed forms), then by iterations of all chains, then
+    as in the study."""
+    from .mixers import get_mixer
+
+    def kind(e) -> int:
+        spec = get_mixer(e.mixer)
+        if spec.model is None:
+            return 3
+        if spec.local:
+            return 0 if spec.name.startswith("gp_") else 1
+        return 2
+
+    def iterations(e) -> int:
+        s = e.sampling
+        return s.num_chains * (s.num_warmup + s.num_samples)
+
+    return sorted(range(len(entries)), key=lambda j: (kind(entries[j]), -iterations(entries[j]), j))
+
+
+def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say: Progress,
                             cache: Mapping[str, Any]) -> list[_MixerOutcome]:  # fmt: skip
     """Run the entries' jobs in ``jobs`` worker processes (spawned: JAX does not survive a
-    fork, and NumPyro's effect handlers are global, so threads would mix two models' traces);
-    the local mixers, the longest, start first. Results in the order of ``tasks``."""
+    fork, and NumPyro's effect handlers are global, so threads would mix two models' traces),
+    started in ``order``. Results in the order of ``tasks``."""
     import multiprocessing as mp
     import threading
 
@@ -769,7 +791,6 @@ def _run_entries_in_workers(jobs: int, tasks: list[tuple], local: list[bool], sa
     messages = ctx.Queue()
     relay = threading.Thread(target=_relay, args=(messages, say), daemon=True)
     relay.start()
-    order = sorted(range(len(tasks)), key=lambda j: (not local[j], j))
     cache_dir = cache.get("dir") if cache.get("used") else None
     pool = ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init,
                     initargs=(messages, cache_dir))  # fmt: skip
@@ -892,11 +913,8 @@ def run_study(
                           () if entry.corrected else folds, found, why, bool(reuse), supply,
                           started_at, early))  # fmt: skip
         if parallel:
-            from .mixers import get_mixer
-
-            local = [get_mixer(e.mixer).local for e in st.mixers]
             keyed = [(e.key, *t) for e, t in zip(st.mixers, tasks, strict=True)]
-            outcomes = _run_entries_in_workers(jobs, keyed, local, say, cache)
+            outcomes = _run_entries_in_workers(jobs, keyed, _start_order(st.mixers), say, cache)
         else:
             outcomes = (_mixer_job(*t[:5], say, *t[5:]) for t in tasks)
         for entry, out in zip(st.mixers, outcomes, strict=True):
