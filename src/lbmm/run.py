@@ -698,9 +698,9 @@ def _check_target(target: Path, overwrite: bool) -> None:
 
 def default_jobs() -> int:
     """How many mixers ``lbmm run`` fits at once by default: two where this process may use
-    two or more cores, else one. A local mixer's sampler keeps about one core busy (XLA's
-    second thread added 9 % to LBMM+GPD's fit in the default study), so the other mixers fit
-    beside it on a second core; more processes than that only share the same cores."""
+    two or more cores, else one. The longest fit (LBMM+GPD in the default study) keeps
+    about 1.4 cores busy alone, while most of the other mixers' work (compilation, checks,
+    figures) runs on one; two at a time fill two cores (BENCHMARKS.md)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -714,10 +714,10 @@ def _check_jobs(jobs: Any) -> int:
     return int(jobs)
 
 
-def _mixer_job(i: int, n: int, entry, data: Dataset, folder: Path, say: Progress, bar: bool,
-               max_draws: int, folds, found: _Reuse | None, why: str, reuse: bool,
-               supply: Callable | None, started_at: float,
-               early: Path | None) -> _MixerOutcome:  # fmt: skip
+def _mixer_job(i: int, n: int, entry, data: Dataset, folder: Path, bar: bool, max_draws: int,
+               folds, found: _Reuse | None, why: str, reuse: bool, supply: Callable | None,
+               started_at: float, early: Path | None, *,
+               say: Progress) -> _MixerOutcome:  # fmt: skip
     """One entry of a study, with its progress lines: in this process or in a worker."""
     say(f"[{i}/{n}] {entry.label} ({entry.key}): {_describe(entry)}; "
         f"elapsed {time.time() - started_at:.0f} s")  # fmt: skip
@@ -748,8 +748,7 @@ def _worker_job(key: str, *args) -> _MixerOutcome:
     def say(msg: str) -> None:  # lines of entries running at once are told apart by key
         messages.put(msg if not msg.startswith("  ") else f"  {key}:{msg[1:]}")
 
-    i, n, entry, *rest = args
-    return _mixer_job(i, n, entry, rest[0], rest[1], say, *rest[2:])
+    return _mixer_job(*args, say=say)
 
 
 def _relay(messages, say: Progress) -> None:
@@ -916,7 +915,7 @@ def run_study(
             keyed = [(e.key, *t) for e, t in zip(st.mixers, tasks, strict=True)]
             outcomes = _run_entries_in_workers(jobs, keyed, _start_order(st.mixers), say, cache)
         else:
-            outcomes = (_mixer_job(*t[:5], say, *t[5:]) for t in tasks)
+            outcomes = (_mixer_job(*t, say=say) for t in tasks)
         for entry, out in zip(st.mixers, outcomes, strict=True):
             found = plan.get(entry.key, (None, ""))[0]
             if reuse and found is not None and "reused_from" not in out.record:
