@@ -162,3 +162,48 @@ def test_study_method_chees():
     assert to_chees.method == "chees" and to_chees.max_tree_depth == 10
     gpd = load_study("default").mixer("gp_dirichlet_spread").sampling
     assert (gpd.method, gpd.num_chains, gpd.num_warmup) == ("chees", 8, 600)
+
+
+_TWO_DEVICES = r"""
+import json, jax, numpy as np
+from lbmm.inference.chees import chain_devices, run_chees
+import numpyro, numpyro.distributions as dist
+
+def model(y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    numpyro.sample("log_s", dist.Normal(0.0, 1.0))
+    numpyro.sample("y", dist.Normal(mu, 0.5), obs=y)
+
+y = np.random.default_rng(0).normal(1.3, 0.5, 20)
+run = lambda: run_chees(model, (y,), {}, key=jax.random.PRNGKey(0), num_warmup=300,
+                        num_samples=500, num_chains=8)
+res, again = run(), run()
+print(json.dumps({"devices": len(jax.devices()), "odd": chain_devices(3),
+                  "used": res.record["chain_devices"], "mu_mean": float(res.samples["mu"].mean()),
+                  "mu_sd": float(res.samples["mu"].std()),
+                  "log_s_sd": float(res.samples["log_s"].std()),
+                  "same": bool(np.array_equal(res.samples["mu"], again.samples["mu"]))}))
+"""
+
+
+def test_draws_spread_over_two_devices():
+    """With two host devices (set for a fresh process, whatever this machine's cores), eight
+    chains draw on both; the posterior is the conjugate one and a seed gives the same draws."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["devices"] == 2 and got["used"] == 2 and got["odd"] == 1
+    y = _y()
+    v = 1.0 / (len(y) / S**2 + 1.0 / T**2)
+    # the tolerances of test_conjugate_posterior_and_gradient_count (same draws' count)
+    assert got["mu_mean"] == pytest.approx(v * y.sum() / S**2, abs=0.1 * np.sqrt(v))
+    assert got["mu_sd"] == pytest.approx(np.sqrt(v), rel=0.1)
+    assert got["log_s_sd"] == pytest.approx(1.0, rel=0.1)
+    assert got["same"]

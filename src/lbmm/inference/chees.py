@@ -8,13 +8,17 @@ the same number of leapfrog steps at each iteration, so they run as one vectoriz
 computation: for LBMM+GPD, whose gradient is a product of the (nuclei × basis) HSGP matrix
 with the coefficients, eight chains cost about what two cost one after the other (the
 matrix is read once for all of them), where NUTS's trees of different depths make
-vectorized chains wait for the deepest.
+vectorized chains wait for the deepest. After warm-up the chains are spread over the host's
+devices (one per core, :func:`shard_chains`), so the draws of a vectorized batch use every
+core; the draws depend on how many devices there are (floating point of another batch
+size), not on anything else.
 
 The chains start apart (NumPyro's ``init_to_uniform`` by default), so R-hat keeps its power
 to see chains that have not met. As for NUTS (:mod:`.nuts`), after ``num_samples`` draws a
 ``check`` judges the draws, and while it says no and ``max_samples`` allows, every chain
 draws on; the stored draws are thinned by two whenever they exceed ``max_kept`` per chain.
-Decisions depend on the draws alone, so the same seed gives the same draws.
+Decisions depend on the draws alone, so the same seed (and device count) gives the same
+draws.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .. import _jax  # noqa: F401  (float64)
 from ..data.errors import OptionError
 from .nuts import NutsResult
 
-__all__ = ["CHEES_DEFAULTS", "check_chees_options", "run_chees"]
+__all__ = ["CHEES_DEFAULTS", "chain_devices", "check_chees_options", "run_chees", "shard_chains"]
 
 #: Settings of the sampler (``chees`` of :func:`lbmm.inference.fit` and of a study's mixer).
 CHEES_DEFAULTS: dict[str, Any] = {
@@ -67,6 +71,34 @@ def check_chees_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
         raise OptionError(f"chees.target_accept: expected a number in (0, 1), got {v!r}")
     return opts
+
+
+def chain_devices(num_chains: int) -> int:
+    """How many host devices ``num_chains`` vectorized chains are spread over: the largest
+    count of ``jax.devices()`` that divides the chains (1 where none above one does)."""
+    n = len(jax.devices())
+    return max(d for d in range(1, n + 1) if num_chains % d == 0)
+
+
+def shard_chains(tree, num_chains: int):
+    """Spread the chains (the leading axis of every leaf of length ``num_chains``) over
+    :func:`chain_devices` host devices, the rest of the leaves replicated, so that a jitted
+    step of the vectorized chains runs on that many cores (``lbmm._jax`` makes one device per
+    core); the tree as it is where that count is one."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    k = chain_devices(num_chains)
+    if k < 2:
+        return tree
+    mesh = Mesh(np.array(jax.devices()[:k]), ("chain",))
+    split = NamedSharding(mesh, PartitionSpec("chain"))
+    whole = NamedSharding(mesh, PartitionSpec())
+
+    def put(a):
+        lead = getattr(a, "ndim", 0) > 0 and a.shape[0] == num_chains
+        return jax.device_put(a, split if lead else whole)
+
+    return jax.tree.map(put, tree)
 
 
 def _sample_chunk(kernel, postprocess, unravel):
@@ -156,6 +188,9 @@ def run_chees(
 
     kernel = blackjax.dynamic_hmc(logdensity, **params)
     chunk = _sample_chunk(kernel, postprocess, unravel)
+    # the draws' chains on several cores (1.35x for GPD's draws on two); not the warm-up,
+    # whose cross-chain adaptation gained nothing from it (measured, BENCHMARKS.md)
+    states = shard_chains(states, num_chains)
     seconds = {"init": t_init, "warmup": t_warm, "sampling": 0.0}
     grads_sampling = 0
     k = int(thinning)
@@ -215,6 +250,7 @@ def run_chees(
         "grad_evals_sampling": grads_sampling,
         "seconds": seconds,
         "chain_method": "vectorized",
+        "chain_devices": chain_devices(num_chains),
         "step_size": float(params["step_size"]),
         "mean_leapfrog_steps": float(stats_out["n_steps"].mean()),
         "inverse_mass_range": [float(imm.min()), float(imm.max())],
