@@ -758,24 +758,20 @@ def _relay(messages, say: Progress) -> None:
 
 def _start_order(entries) -> list[int]:
     """The order in which the workers take a study's entries: the costliest first, so that
-    the longest fit does not start last. By kind (a GP over the chart, the other local
-    mixers, the global samplers, the closed forms), then by iterations of all chains, then
-    as in the study."""
+    the longest fit does not start last. By the mixer's cost rank (:attr:`MixerSpec.cost
+    <lbmm.mixers.registry.MixerSpec.cost>`: a GP over the chart, the other local mixers, the
+    global samplers, the closed forms), then by iterations of all chains, then as in the
+    study."""
     from .mixers import get_mixer
-
-    def kind(e) -> int:
-        spec = get_mixer(e.mixer)
-        if spec.model is None:
-            return 3
-        if spec.local:
-            return 0 if spec.name.startswith("gp_") else 1
-        return 2
 
     def iterations(e) -> int:
         s = e.sampling
         return s.num_chains * (s.num_warmup + s.num_samples)
 
-    return sorted(range(len(entries)), key=lambda j: (kind(entries[j]), -iterations(entries[j]), j))
+    def key(j: int) -> tuple[int, int, int]:
+        return get_mixer(entries[j].mixer).cost, -iterations(entries[j]), j
+
+    return sorted(range(len(entries)), key=key)
 
 
 def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say: Progress,

@@ -61,6 +61,10 @@ class MixerSpec:
     """Default mixer options (besides ``likelihood_kind`` and ``priors``)."""
     hints: tuple[tuple[str, str], ...] = ()
     """(likelihood, advice) shown when a fit misses the convergence bars; ``"*"`` for any."""
+    cost: int = 2
+    """Rank of a fit's usual cost, 0 the costliest: 0 a GP over the inputs, 1 the other local
+    mixers, 2 the global samplers, 3 the closed forms. ``lbmm run``'s workers take the
+    costliest entries first, so that the longest fit does not start last."""
 
     def hint(self, likelihood: str) -> str:
         """What is known to make this mixer converge (BENCHMARKS.md), or ``""``."""
@@ -119,7 +123,7 @@ _DENSITY_HINT = (
 )
 
 MIXERS: dict[str, MixerSpec] = {
-    "bma": MixerSpec("bma", None, "BMA", "Bayesian model averaging, closed-form evidences"),
+    "bma": MixerSpec("bma", None, "BMA", "Bayesian model averaging, closed-form evidences", cost=3),
     "linear": MixerSpec(
         "linear",
         linear,
@@ -154,6 +158,7 @@ MIXERS: dict[str, MixerSpec] = {
         "LBMM+GLD",
         "local Dirichlet mixture, log α_k(x) linear in standardised (Z, N)",
         local=True,
+        cost=1,
         prepare=prepare_gld,
         dense_mass=lambda o: o["omega"] != "latent",
         defaults=GLD_DEFAULTS,
@@ -173,6 +178,7 @@ MIXERS: dict[str, MixerSpec] = {
         "LBMM+GPD",
         "local Dirichlet mixture, log α_k(x) a Gaussian process over (Z, N)",
         local=True,
+        cost=0,
         prepare=prepare_gpd,
         precompute=precompute_gpd,
         dense_mass=lambda o: [
