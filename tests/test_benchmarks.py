@@ -76,3 +76,29 @@ def test_smoke_grad_cost_and_machine(smoke):
         assert _finite(g[k]) and g[k] > 0, (k, g[k])
     assert smoke["machine"]["cpu_count"] >= 1 and smoke["versions"]["jax"]
     assert "peer" not in smoke and "ratios" not in smoke
+
+
+def test_gradients_per_effective_draw_table(tmp_path):
+    """``benchmarks/grads_per_ess.py`` divides each sampled entry's gradients by its smallest
+    bulk ESS, and leaves the closed forms out."""
+    run = tmp_path / "run"
+    run.mkdir()
+    diag = {"grad_evals": 600_000, "ess_bulk_min": 1200.0, "rhat_max": 1.004,
+            "sampler": "NUTS", "sampling": {"draws_per_chain": 1000}}  # fmt: skip
+    man = {"study": {"name": "toy"}, "mixers": {
+        "linear": {"fit_s": 12.5, "converged": True, "diagnostics": diag},
+        "bma": {"fit_s": 1.0, "converged": True, "diagnostics": {"sampler": "closed form"}},
+    }}  # fmt: skip
+    (run / "manifest.json").write_text(json.dumps(man))
+    dens = tmp_path / "density.jsonl"
+    line = {"dataset": "toy", "mixer": "dirichlet", "method": "smc", "wall_s": 3.0,
+            "grad_evals": 90_000, "ess_bulk_min": 45.0, "rhat_max": 1.2, "converged": False,
+            "particles": 250}  # fmt: skip
+    dens.write_text(json.dumps(line) + "\n")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "grads_per_ess.py"),
+                          str(run), "--density", str(dens)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()  # fmt: skip
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out[2:]]
+    assert len(rows) == 2  # BMA has no gradients
+    assert rows[0][:2] == ["toy", "linear"] and rows[0][6] == "500" and rows[0][8] == "yes"
+    assert rows[1][1] == "dirichlet (density)" and rows[1][6] == "2,000" and rows[1][8] == "no"
