@@ -292,6 +292,48 @@ def test_convergence_figures_drawn_early_are_moved_in_not_redrawn(run, report, t
     assert list(early.iterdir()) == []
 
 
+def test_mixer_figures_drawn_early_are_moved_in_if_their_chains_match(run, report, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    """``lbmm run`` draws finished mixers' own figures (chains, weight maps) and the raw
+    models' residuals while the last fits run; the report moves them in, and redraws a chains
+    figure drawn for other isotopic chains than it would choose."""
+    import lbmm.report.figures as figmod
+    from lbmm.report.figures import choose_chains, mixer_figures, models_residuals_figure
+
+    pred, weights = run.predictions(), run.weights()
+    chains = choose_chains(pred, run.study.report.chains)
+    early = tmp_path / "early"
+    ds_models = list(run.manifest["dataset"]["models"])
+    got = mixer_figures(LOCAL_KEY, "local", pred[pred["mixer"] == LOCAL_KEY],
+                        weights[weights["mixer"] == LOCAL_KEY], ds_models, chains, "S2n",
+                        early)  # fmt: skip
+    assert got == [f"chains_{LOCAL_KEY}.png", f"weights_{LOCAL_KEY}.png"]
+    other = [z for z in sorted(set(pred["Z"])) if z not in chains][:1]  # not the report's
+    mixer_figures("linear", "GBMM+L", pred[pred["mixer"] == "linear"], None, ds_models,
+                  other, "S2n", early)  # fmt: skip
+    models_residuals_figure(run.dataset_frame(), ds_models, "S2n", early / "residuals_models.png")
+    sums = {
+        n: (early / n).read_bytes()
+        for n in (f"chains_{LOCAL_KEY}.png", f"weights_{LOCAL_KEY}.png", "residuals_models.png")
+    }
+    calls = []
+    for name in ("chains_figure", "weight_maps_figure", "residual_maps_figure"):
+        real = getattr(figmod, name)
+
+        def spy(*a, _real=real, _name=name, **k):
+            calls.append((_name, Path(a[3] if _name != "residual_maps_figure" else a[2]).name))
+            return _real(*a, **k)
+
+        monkeypatch.setattr(figmod, name, spy)
+    again = build_report(run.path, early_figures=early)
+    assert again["figures"] == report["figures"]
+    drawn = {c[1] for c in calls}
+    assert drawn == {"chains_bma.png", "chains_linear.png", "residuals_mixers.png"}
+    for name, data in sums.items():
+        assert (run.path / "figures" / name).read_bytes() == data
+    assert (early / "chains_linear.png").is_file()  # not taken: drawn for other chains
+
+
 def test_report_refuses_foreign_folders(tmp_path):
     with pytest.raises(RunError, match="no manifest"):
         build_report(tmp_path)

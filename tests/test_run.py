@@ -168,12 +168,29 @@ def test_same_seed_same_numbers(run, tmp_path, cache_dir):
     pd.testing.assert_frame_equal(again.predictions(), run.predictions())
 
 
-def test_two_jobs_give_the_numbers_of_one(run, tmp_path, cache_dir):
+def test_two_jobs_give_the_numbers_of_one(run, tmp_path, cache_dir, monkeypatch):
     """Entries fitted at once in worker processes: the same draws, metrics and predictions
-    as one after the other (every entry has its own seed), the manifest in study order."""
+    as one after the other (every entry has its own seed), the manifest in study order; the
+    first entry to finish has its own figures drawn while the other runs, the same figures."""
+    import matplotlib.image
+
+    import lbmm.report.figures as figmod
+
+    early = []
+    real = figmod.mixer_figures
+    monkeypatch.setattr(figmod, "mixer_figures",
+                        lambda key, *a: early.append(key) or real(key, *a))  # fmt: skip
     lines = []
-    two = run_study(run.study, output=tmp_path / "two", cache_dir=cache_dir, report=False,
-                    jobs=2, progress=lines.append)  # fmt: skip
+    two = run_study(run.study, output=tmp_path / "two", cache_dir=cache_dir, jobs=2,
+                    progress=lines.append)  # fmt: skip
+    assert len(early) == 1 and early[0] in ("bma", "linear")  # not the last to finish
+    figures = [sorted(p.name for p in (r.path / "figures").iterdir()) for r in (run, two)]
+    assert figures[0] == figures[1] and f"chains_{early[0]}.png" in figures[1]
+    assert not (two.path / ".figures-early").exists()
+    for name in (f"chains_{early[0]}.png", "residuals_models.png"):  # drawn early, in two
+        a = matplotlib.image.imread(run.path / "figures" / name)
+        b = matplotlib.image.imread(two.path / "figures" / name)
+        assert a.shape == b.shape and np.abs(a - b).mean() < 1e-3, name
     assert two.manifest["jobs"] == 2 and run.manifest["jobs"] == 1
     assert list(two.manifest["mixers"]) == list(run.manifest["mixers"]) == ["bma", "linear"]
     assert two.metrics() == run.metrics()

@@ -775,11 +775,14 @@ def _start_order(entries) -> list[int]:
 
 
 def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say: Progress,
-                            cache: Mapping[str, Any]) -> list[_MixerOutcome]:  # fmt: skip
+                            cache: Mapping[str, Any],
+                            on_done: Callable | None = None) -> list[_MixerOutcome]:  # fmt: skip
     """Run the entries' jobs in ``jobs`` worker processes (spawned: JAX does not survive a
     fork, and NumPyro's effect handlers are global, so threads would mix two models' traces),
-    started in ``order``. Results in the order of ``tasks``."""
+    started in ``order``. Results in the order of ``tasks``; ``on_done(j, outcome, left)`` is
+    called in this process as each entry ``j`` finishes, ``left`` entries still to finish."""
     import multiprocessing as mp
+    import queue
     import threading
 
     ctx = mp.get_context("spawn")
@@ -789,9 +792,19 @@ def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say
     cache_dir = cache.get("dir") if cache.get("used") else None
     pool = ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init,
                     initargs=(messages, cache_dir))  # fmt: skip
+    finished: queue.Queue[int] = queue.Queue()
     try:
-        pending = {j: pool.apply_async(_worker_job, tasks[j]) for j in order}
-        out = [pending[j].get() for j in range(len(tasks))]
+        pending = {
+            j: pool.apply_async(_worker_job, tasks[j], callback=lambda _, j=j: finished.put(j),
+                                error_callback=lambda _, j=j: finished.put(j))
+            for j in order
+        }  # fmt: skip
+        out: dict[int, _MixerOutcome] = {}
+        while len(out) < len(tasks):
+            j = finished.get()
+            out[j] = pending[j].get()  # a failed entry raises its error here
+            if on_done is not None:
+                on_done(j, out[j], len(tasks) - len(out))
         pool.close()
         pool.join()
     except BaseException:
@@ -801,7 +814,38 @@ def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say
     finally:
         messages.put(None)
         relay.join(timeout=5)
-    return out
+    return [out[j] for j in range(len(tasks))]
+
+
+def _early_report(st: Study, ds: Dataset, folder: Path | None, jobs: int) -> Callable | None:
+    """``on_done`` of :func:`_run_entries_in_workers` that draws, into the run's folder of
+    early figures, the figures that do not wait for the last fits: once fewer entries are
+    left than workers (a core would idle), each finished entry's own figures
+    (:func:`~lbmm.report.figures.mixer_figures`) and the raw models' residuals, in this
+    process, beside the last fits. The report moves them in (and draws what is missing)."""
+    if folder is None:
+        return None
+    done: dict[int, _MixerOutcome] = {}
+    drawn: set[int] = set()
+
+    def on_done(j: int, outcome: _MixerOutcome, left: int) -> None:
+        done[j] = outcome
+        if left == 0 or left >= jobs:  # the report draws the last; no core idles yet
+            return
+        from .report.figures import choose_chains, mixer_figures, models_residuals_figure
+
+        if not drawn:
+            models_residuals_figure(ds.to_frame(), ds.models, ds.observable,
+                                    folder / "residuals_models.png")  # fmt: skip
+        pred = pd.concat([o.predictions for o in done.values()], ignore_index=True)
+        chains = choose_chains(pred, st.report.chains)
+        for i in sorted(set(done) - drawn):
+            e = st.mixers[i]
+            mixer_figures(e.key, e.label, done[i].predictions, done[i].weights, ds.models,
+                          chains, ds.observable, folder)  # fmt: skip
+            drawn.add(i)
+
+    return on_done
 
 
 def run_study(
@@ -909,7 +953,8 @@ def run_study(
                           started_at, early))  # fmt: skip
         if parallel:
             keyed = [(e.key, *t) for e, t in zip(st.mixers, tasks, strict=True)]
-            outcomes = _run_entries_in_workers(jobs, keyed, _start_order(st.mixers), say, cache)
+            outcomes = _run_entries_in_workers(jobs, keyed, _start_order(st.mixers), say, cache,
+                                               _early_report(st, ds, early, jobs))  # fmt: skip
         else:
             outcomes = (_mixer_job(*t, say=say) for t in tasks)
         for entry, out in zip(st.mixers, outcomes, strict=True):

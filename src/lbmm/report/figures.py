@@ -40,6 +40,8 @@ __all__ = [
     "global_weights_figure",
     "hyperparameters",
     "make_figures",
+    "mixer_figures",
+    "models_residuals_figure",
     "rank_figure",
     "residual_maps_figure",
     "trace_figure",
@@ -481,6 +483,80 @@ def convergence_figures(posterior, key: str, label: str, folder: Path) -> list[F
     return _convergence_infos(key, label)
 
 
+def _chains_file(key: str) -> str:
+    return f"chains_{key}.png"
+
+
+def _weights_file(key: str) -> str:
+    return f"weights_{key}.png"
+
+
+#: Where :func:`mixer_figures` records, in its folder, the isotopic chains of each chains figure.
+EARLY_CHAINS = "chains.json"
+
+
+def mixer_figures(key: str, label: str, pred: pd.DataFrame, weights: pd.DataFrame | None,
+                  models: Sequence[str], chains: Sequence[int], observable: str,
+                  folder: Path) -> list[str]:  # fmt: skip
+    """One mixer's own figures: its predictions along the isotopic chains ``chains``
+    (``chains_KEY.png``) and, for a local mixer (``weights`` given), its weight maps
+    (``weights_KEY.png``). ``pred`` and ``weights`` are its rows of ``predictions.csv`` and
+    ``weights.csv``. The chains are recorded in ``folder/chains.json`` (by file name), so
+    that :func:`make_figures` can tell whether the report would choose the same. Returns the
+    file names."""
+    import json
+
+    from ..data import DISPLAY_NAMES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    chains_figure(pred, chains, f"{label}: {observable} along isotopic chains",
+                  folder / _chains_file(key), observable)  # fmt: skip
+    out = [_chains_file(key)]
+    if weights is not None:
+        weight_maps_figure(weights, models, f"{label}: local weights over the chart",
+                           folder / _weights_file(key), DISPLAY_NAMES)  # fmt: skip
+        out.append(_weights_file(key))
+    rec = folder / EARLY_CHAINS
+    drawn = json.loads(rec.read_text("utf-8")) if rec.is_file() else {}
+    drawn[_chains_file(key)] = [int(z) for z in chains]
+    rec.write_text(json.dumps(drawn), "utf-8")
+    return out
+
+
+def models_residuals_figure(data: pd.DataFrame, models: Sequence[str], observable: str,
+                            path: Path) -> Path:  # fmt: skip
+    """The raw models' residuals (model − data) over the chart wherever the data are known
+    (``data`` as ``dataset.csv``: columns Z, N, y, one per model, ``in_domain``)."""
+    from ..data import DISPLAY_NAMES
+
+    ok = np.isfinite(data["y"].to_numpy())
+    if "in_domain" in data:
+        ok &= data["in_domain"].to_numpy(bool)
+    panels = [
+        (_display(m, DISPLAY_NAMES), pd.DataFrame({"Z": data["Z"][ok], "N": data["N"][ok],
+                                                    "residual": (data[m] - data["y"])[ok]}))
+        for m in models
+    ]  # fmt: skip
+    return residual_maps_figure(panels, f"Raw models: {observable} residuals (model − data)",
+                                path)  # fmt: skip
+
+
+def _early_file(early: Path | None, name: str, folder: Path, chains=None) -> bool:
+    """Move ``early/name`` into ``folder`` if it was drawn there already (for a chains
+    figure: with the same ``chains``); True if it was."""
+    import json
+
+    if early is None or not (early / name).is_file():
+        return False
+    if chains is not None:
+        rec = early / EARLY_CHAINS
+        drawn = json.loads(rec.read_text("utf-8")) if rec.is_file() else {}
+        if drawn.get(name) != [int(z) for z in chains]:
+            return False
+    os.replace(early / name, folder / name)
+    return True
+
+
 def make_figures(run, folder: Path, table2: pd.DataFrame,
                  early: Path | None = None) -> list[FigureInfo]:  # fmt: skip
     """Draw every figure of a run into ``folder``; returns what was written, in report order.
@@ -494,9 +570,11 @@ def make_figures(run, folder: Path, table2: pd.DataFrame,
     table2
         Table 2 (:func:`lbmm.report.tables.table2`), for the weights bar chart.
     early
-        A folder of convergence figures drawn already (:func:`convergence_figures`, which
-        ``lbmm run`` calls as soon as each mixer is fitted): a mixer's pair found there is
-        moved into ``folder`` instead of being drawn again.
+        A folder of figures drawn already: convergence figures (:func:`convergence_figures`,
+        which ``lbmm run`` calls as soon as each mixer is fitted), a mixer's own figures
+        (:func:`mixer_figures`) and the raw models' residuals
+        (:func:`models_residuals_figure`), which ``lbmm run`` draws while the last fits run.
+        Those found there are moved into ``folder`` instead of being drawn again.
     """
     from ..data import DISPLAY_NAMES
 
@@ -535,23 +613,16 @@ def make_figures(run, folder: Path, table2: pd.DataFrame,
         if not v.get("local") or weights is None:
             continue
         w = weights[weights["mixer"] == key]
-        fname = f"weights_{key}.png"
-        weight_maps_figure(w, models, f"{v['label']}: local weights over the chart",
-                           folder / fname, labels)  # fmt: skip
+        fname = _weights_file(key)
+        if not _early_file(early, fname, folder):
+            weight_maps_figure(w, models, f"{v['label']}: local weights over the chart",
+                               folder / fname, labels)  # fmt: skip
         add(fname, "Weights", f"{v['label']} weight maps",
             "Posterior mean (top) and standard deviation (bottom) of each model's weight "
             "ω_k(Z, N) over the prediction domain (the paper's Fig. 4).")  # fmt: skip
 
-    ok = np.isfinite(data["y"].to_numpy())
-    if "in_domain" in data:
-        ok &= data["in_domain"].to_numpy(bool)
-    panels = [
-        (_display(m, labels), pd.DataFrame({"Z": data["Z"][ok], "N": data["N"][ok],
-                                             "residual": (data[m] - data["y"])[ok]}))
-        for m in models
-    ]  # fmt: skip
-    residual_maps_figure(panels, f"Raw models: {obs} residuals (model − data)",
-                         folder / "residuals_models.png")  # fmt: skip
+    if not _early_file(early, "residuals_models.png", folder):
+        models_residuals_figure(data, models, obs, folder / "residuals_models.png")
     add("residuals_models.png", "Residuals", "Residuals of the raw models",
         f"Model − data for {obs} wherever the data are known (train, test and other nuclei "
         "of the domain), on one colour scale.")  # fmt: skip
@@ -571,9 +642,10 @@ def make_figures(run, folder: Path, table2: pd.DataFrame,
 
     chains = choose_chains(pred, run.study.report.chains)
     for key, v in mixers.items():
-        fname = f"chains_{key}.png"
-        chains_figure(pred[pred["mixer"] == key], chains, f"{v['label']}: {obs} along "
-                      "isotopic chains", folder / fname, obs)  # fmt: skip
+        fname = _chains_file(key)
+        if not _early_file(early, fname, folder, chains):
+            chains_figure(pred[pred["mixer"] == key], chains, f"{v['label']}: {obs} along "
+                          "isotopic chains", folder / fname, obs)  # fmt: skip
         add(fname, "Predictions", f"{v['label']}: {obs} along isotopic chains",
             "Posterior predictive mean with 68 % and 95 % credible bands, against the data "
             "(dots: train; red circles: test).")  # fmt: skip
