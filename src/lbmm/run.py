@@ -822,7 +822,8 @@ def _early_report(st: Study, ds: Dataset, folder: Path | None, jobs: int) -> Cal
     early figures, the figures that do not wait for the last fits: once fewer entries are
     left than workers (a core would idle), each finished entry's own figures
     (:func:`~lbmm.report.figures.mixer_figures`) and the raw models' residuals, in this
-    process, beside the last fits. The report moves them in (and draws what is missing)."""
+    process, beside the last fits; the modules the report needs are imported then too. The
+    report moves the figures in (and draws what is missing)."""
     if folder is None:
         return None
     done: dict[int, _MixerOutcome] = {}
@@ -837,6 +838,7 @@ def _early_report(st: Study, ds: Dataset, folder: Path | None, jobs: int) -> Cal
         if not drawn:
             models_residuals_figure(ds.to_frame(), ds.models, ds.observable,
                                     folder / "residuals_models.png")  # fmt: skip
+            from . import inference  # noqa: F401  (the report's tables need it: 1-2 s to import)
         pred = pd.concat([o.predictions for o in done.values()], ignore_index=True)
         chains = choose_chains(pred, st.report.chains)
         for i in sorted(set(done) - drawn):
