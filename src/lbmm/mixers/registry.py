@@ -192,6 +192,14 @@ MIXERS: dict[str, MixerSpec] = {
         ],
         defaults=GPD_DEFAULTS,
         prior_names=("gamma_inf", "eta", "rho"),
+        hints=(
+            (
+                "density",
+                "the σ_k of models given little weight mix slowly; on kejzlar2023 ChEES-HMC "
+                '(method = "chees", 8 chains) met the bars at 4500 draws per chain '
+                "(max_samples = 6000; BENCHMARKS.md)",
+            ),
+        ),
     ),
 }
 
