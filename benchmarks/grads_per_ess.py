@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 
 
-def _row(study, key, sampler, wall, grads, ess, rhat, converged, draws) -> list[str]:
+def _row(study, key, sampler, seed, wall, grads, ess, rhat, converged, draws) -> list[str]:
     ratio = f"{grads / ess:,.0f}" if grads and ess else "—"
-    return [study, key, sampler, f"{wall:.1f}", f"{grads:,}" if grads else "—",
+    return [study, key, sampler, str(seed), f"{wall:.1f}", f"{grads:,}" if grads else "—",
             f"{ess:.0f}" if ess else "—", ratio, f"{rhat:.4f}" if rhat else "—",
             "yes" if converged else "no", str(draws or "—")]  # fmt: skip
 
@@ -33,7 +33,8 @@ def run_rows(folder: Path) -> list[list[str]]:
         if not d.get("grad_evals"):
             continue
         draws = (d.get("sampling") or {}).get("draws_per_chain")
-        rows.append(_row(man["study"]["name"], key, d.get("sampler", ""), rec["fit_s"],
+        rows.append(_row(man["study"]["name"], key, d.get("sampler", ""), rec.get("seed"),
+                         rec["fit_s"],
                          int(d["grad_evals"]), d.get("ess_bulk_min"), d.get("rhat_max"),
                          rec["converged"], draws))  # fmt: skip
     return rows
@@ -46,7 +47,8 @@ def density_rows(path: Path) -> list[list[str]]:
         if not r.get("grad_evals"):
             continue
         draws = r.get("draws_per_chain") or r.get("particles")
-        rows.append(_row(r["dataset"], f"{r['mixer']} (density)", r["method"], r["wall_s"],
+        rows.append(_row(r["dataset"], f"{r['mixer']} (density)", r["method"], r.get("seed"),
+                         r["wall_s"],
                          int(r["grad_evals"]), r.get("ess_bulk_min"), r.get("rhat_max"),
                          r.get("converged"), draws))  # fmt: skip
     return rows
@@ -60,7 +62,7 @@ def main(argv=None) -> None:
     rows = [r for f in args.runs for r in run_rows(f)]
     if args.density:
         rows += density_rows(args.density)
-    head = ["study / data", "entry", "sampler", "fit (s)", "gradients", "min bulk ESS",
+    head = ["study / data", "entry", "sampler", "seed", "fit (s)", "gradients", "min bulk ESS",
             "gradients / ESS", "max R-hat", "converged",
             "draws (SMC: particles) per chain"]  # fmt: skip
     print("| " + " | ".join(head) + " |")

@@ -86,7 +86,7 @@ def test_gradients_per_effective_draw_table(tmp_path):
     diag = {"grad_evals": 600_000, "ess_bulk_min": 1200.0, "rhat_max": 1.004,
             "sampler": "NUTS", "sampling": {"draws_per_chain": 1000}}  # fmt: skip
     man = {"study": {"name": "toy"}, "mixers": {
-        "linear": {"fit_s": 12.5, "converged": True, "diagnostics": diag},
+        "linear": {"fit_s": 12.5, "seed": 3, "converged": True, "diagnostics": diag},
         "bma": {"fit_s": 1.0, "converged": True, "diagnostics": {"sampler": "closed form"}},
     }}  # fmt: skip
     (run / "manifest.json").write_text(json.dumps(man))
@@ -100,5 +100,5 @@ def test_gradients_per_effective_draw_table(tmp_path):
                          check=True).stdout.splitlines()  # fmt: skip
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out[2:]]
     assert len(rows) == 2  # BMA has no gradients
-    assert rows[0][:2] == ["toy", "linear"] and rows[0][6] == "500" and rows[0][8] == "yes"
-    assert rows[1][1] == "dirichlet (density)" and rows[1][6] == "2,000" and rows[1][8] == "no"
+    assert rows[0][:2] == ["toy", "linear"] and rows[0][7] == "500" and rows[0][9] == "yes"
+    assert rows[1][1] == "dirichlet (density)" and rows[1][7] == "2,000" and rows[1][9] == "no"

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import _jax  # noqa: F401  (float64)
 from ..data.errors import OptionError
-from .nuts import NutsResult
+from .nuts import NutsResult, next_target
 
 __all__ = ["CHEES_DEFAULTS", "chain_devices", "check_chees_options", "run_chees", "shard_chains"]
 
@@ -233,8 +233,7 @@ def run_chees(
                            "thinning": k, **summary})  # fmt: skip
         if verdict is None or verdict.get("converged") or drawn >= budget:
             break
-        target = min(budget, drawn + max(num_samples // 2, 2 * k))
-        target = drawn + max(k, ((target - drawn) // k) * k)  # a multiple of k further on
+        target = next_target(drawn, k, num_samples, budget)
         total = max(total, done + num_chains * (target - drawn))
     imm = np.asarray(params["inverse_mass_matrix"])
     record = {

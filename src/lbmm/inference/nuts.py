@@ -32,7 +32,7 @@ from numpyro.infer import NUTS
 
 from .. import _jax  # noqa: F401
 
-__all__ = ["NutsResult", "run_nuts", "split_kwargs"]
+__all__ = ["NutsResult", "next_target", "run_nuts", "split_kwargs"]
 
 #: Iterations one compiled chunk can hold (its draw buffer).
 CHUNK_MAX = 256
@@ -183,6 +183,16 @@ class _Driver:
                            "total": self.total, "chains": self.num_chains})  # fmt: skip
 
 
+def next_target(drawn: int, thinning: int, num_samples: int, budget: int) -> int:
+    """Draws per chain to reach before the next check, after ``drawn`` did not converge: half
+    the first draws further (at least two kept draws), within ``budget``, and a multiple of
+    the current ``thinning`` further on (the kept draws sit at its multiples). The draw
+    budget of NUTS and of ChEES-HMC (:mod:`.chees`) alike."""
+    k = int(thinning)
+    target = min(budget, drawn + max(num_samples // 2, 2 * k))
+    return drawn + max(k, ((target - drawn) // k) * k)
+
+
 def _stack(chains: dict[int, dict]) -> dict:
     return jax.tree.map(lambda *a: np.stack(a, axis=0), *[chains[c] for c in sorted(chains)])
 
@@ -287,10 +297,7 @@ def run_nuts(
             )
         if verdict is None or verdict.get("converged") or drawn >= budget:
             break
-        ext = max(num_samples // 2, 2 * k)
-        target = min(budget, drawn + ext)
-        # the kept draws sit at multiples of k: extend by a multiple of k
-        target = drawn + max(k, ((target - drawn) // k) * k)
+        target = next_target(drawn, k, num_samples, budget)
         if drv.progress is not None:
             drv.total = max(drv.total, drv.done + num_chains * (target - drawn))
     record = {
