@@ -217,3 +217,30 @@ def test_latent_blocks_are_recorded_not_judged_and_summarised_on_demand():
     assert lat["rhat_max"] == pytest.approx(float(ref.max()), rel=1e-12)
     assert lat["rhat_max"] > 1.3  # chain means 0, 1, 2, 3 with sd 1: the block did not mix
     assert set(lat["per_variable"]) == {"gp_coef"}
+
+
+def test_nuts_draw_budget_extends_and_thins():
+    """``run_nuts``: while the check says no, every chain draws on by half the first draws,
+    up to ``max_samples``; more than ``max_kept`` draws are thinned by two, chains aligned."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    from lbmm.inference.nuts import next_target, run_nuts
+
+    def model():
+        numpyro.sample("mu", dist.Normal(0.0, 1.0))
+
+    seen = []
+
+    def never(samples, stats):
+        seen.append(samples["mu"].shape)
+        return {"converged": False}
+
+    res = run_nuts(model, (), {}, key=jax.random.PRNGKey(0), num_warmup=50, num_samples=100,
+                   num_chains=2, max_samples=300, check=never)  # fmt: skip
+    rec = res.record
+    assert [c["draws_per_chain"] for c in rec["checks"]] == [100, 150, 200, 250, 300]
+    assert rec["extended"] and rec["draws_per_chain"] == 300 and rec["thinning"] == 2
+    assert res.samples["mu"].shape == (2, 150) and seen[-1] == (2, 150)
+    # with thinning 4 the next target is a multiple of 4 further on, within the budget
+    assert next_target(100, 4, 100, 300) == 148 and next_target(280, 4, 100, 300) == 300
