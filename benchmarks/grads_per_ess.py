@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 
 def _row(study, key, sampler, seed, wall, grads, ess, rhat, converged, draws) -> list[str]:
+    ess = ess if ess is not None and math.isfinite(ess) and ess > 0 else None
     ratio = f"{grads / ess:,.0f}" if grads and ess else "—"
     return [study, key, sampler, str(seed), f"{wall:.1f}", f"{grads:,}" if grads else "—",
             f"{ess:.0f}" if ess else "—", ratio, f"{rhat:.4f}" if rhat else "—",
@@ -30,7 +32,7 @@ def run_rows(folder: Path) -> list[list[str]]:
     rows = []
     for key, rec in man["mixers"].items():
         d = rec["diagnostics"]
-        if not d.get("grad_evals"):
+        if not d.get("grad_evals") or rec.get("reused_from"):  # reused: not sampled here
             continue
         draws = (d.get("sampling") or {}).get("draws_per_chain")
         rows.append(_row(man["study"]["name"], key, d.get("sampler", ""), rec.get("seed"),

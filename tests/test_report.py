@@ -304,7 +304,8 @@ def test_mixer_figures_drawn_early_are_moved_in_if_their_chains_match(run, repor
     chains = choose_chains(pred, run.study.report.chains)
     early = tmp_path / "early"
     ds_models = list(run.manifest["dataset"]["models"])
-    got = mixer_figures(LOCAL_KEY, "local", pred[pred["mixer"] == LOCAL_KEY],
+    label = run.metrics()["mixers"][LOCAL_KEY]["label"]
+    got = mixer_figures(LOCAL_KEY, label, pred[pred["mixer"] == LOCAL_KEY],
                         weights[weights["mixer"] == LOCAL_KEY], ds_models, chains, "S2n",
                         early)  # fmt: skip
     assert got == [f"chains_{LOCAL_KEY}.png", f"weights_{LOCAL_KEY}.png"]
@@ -332,6 +333,9 @@ def test_mixer_figures_drawn_early_are_moved_in_if_their_chains_match(run, repor
     for name, data in sums.items():
         assert (run.path / "figures" / name).read_bytes() == data
     assert (early / "chains_linear.png").is_file()  # not taken: drawn for other chains
+    build_report(run.path)  # the report drawing everything itself draws the same files
+    for name, data in sums.items():
+        assert (run.path / "figures" / name).read_bytes() == data, name
 
 
 def test_report_refuses_foreign_folders(tmp_path):

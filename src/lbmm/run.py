@@ -701,11 +701,9 @@ def default_jobs() -> int:
     two or more cores, else one. The longest fit (LBMM+GPD in the default study) keeps
     about 1.4 cores busy alone, while most of the other mixers' work (compilation, checks,
     figures) runs on one; two at a time fill two cores (BENCHMARKS.md)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(2, cores))
+    from ._jax import usable_cores
+
+    return max(1, min(2, usable_cores()))
 
 
 def _check_jobs(jobs: Any) -> int:
@@ -731,12 +729,16 @@ def _mixer_job(i: int, n: int, entry, data: Dataset, folder: Path, bar: bool, ma
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(messages, cache_dir: str | None) -> None:
+def _worker_init(messages, cache_dir: str | None, devices: int) -> None:
     """Set up a worker process of a run with ``jobs > 1``: progress lines go back to the
-    parent through ``messages``; the parent's compilation cache; Ctrl-C is the parent's to
-    handle (it stops the workers)."""
+    parent through ``messages``; the parent's compilation cache and its number of CPU
+    devices (ChEES-HMC's draws depend on it: the same numbers as ``jobs=1``); Ctrl-C is the
+    parent's to handle (it stops the workers)."""
     import signal
 
+    from ._jax import set_host_devices
+
+    set_host_devices(devices)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["messages"] = messages
     enable_compilation_cache(cache_dir if cache_dir is not None else "off")
@@ -790,8 +792,11 @@ def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say
     relay = threading.Thread(target=_relay, args=(messages, say), daemon=True)
     relay.start()
     cache_dir = cache.get("dir") if cache.get("used") else None
+    from ._jax import jax
+
+    devices = len(jax.devices("cpu"))  # the workers use the count this process has
     pool = ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init,
-                    initargs=(messages, cache_dir))  # fmt: skip
+                    initargs=(messages, cache_dir, devices))  # fmt: skip
     finished: queue.Queue[int] = queue.Queue()
     try:
         pending = {
@@ -817,7 +822,8 @@ def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say
     return [out[j] for j in range(len(tasks))]
 
 
-def _early_report(st: Study, ds: Dataset, folder: Path | None, jobs: int) -> Callable | None:
+def _early_report(st: Study, ds: Dataset, folder: Path | None, jobs: int,
+                  say: Progress) -> Callable | None:  # fmt: skip
     """``on_done`` of :func:`_run_entries_in_workers` that draws, into the run's folder of
     early figures, the figures that do not wait for the last fits: once fewer entries are
     left than workers (a core would idle), each finished entry's own figures
@@ -833,6 +839,18 @@ def _early_report(st: Study, ds: Dataset, folder: Path | None, jobs: int) -> Cal
         done[j] = outcome
         if left == 0 or left >= jobs:  # the report draws the last; no core idles yet
             return
+        try:
+            draw()
+        except Exception as err:  # the report draws them (and raises there if it is a bug)
+            for pattern in ("chains_*.png", "weights_*.png", "residuals_models.png",
+                            "chains.json"):  # fmt: skip
+                for f in folder.glob(pattern):  # none half-written left to be moved in
+                    f.unlink()
+            drawn.clear()
+            say(f"  figures drawn early failed ({type(err).__name__}: {err}); the report "
+                "draws them")  # fmt: skip
+
+    def draw() -> None:
         from .report.figures import choose_chains, mixer_figures, models_residuals_figure
 
         if not drawn:
@@ -956,7 +974,7 @@ def run_study(
         if parallel:
             keyed = [(e.key, *t) for e, t in zip(st.mixers, tasks, strict=True)]
             outcomes = _run_entries_in_workers(jobs, keyed, _start_order(st.mixers), say, cache,
-                                               _early_report(st, ds, early, jobs))  # fmt: skip
+                                               _early_report(st, ds, early, jobs, say))  # fmt: skip
         else:
             outcomes = (_mixer_job(*t, say=say) for t in tasks)
         for entry, out in zip(st.mixers, outcomes, strict=True):

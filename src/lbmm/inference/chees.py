@@ -75,7 +75,10 @@ def check_chees_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def chain_devices(num_chains: int) -> int:
     """How many host devices ``num_chains`` vectorized chains are spread over: the largest
-    count of ``jax.devices()`` that divides the chains (1 where none above one does)."""
+    count of the CPU devices that divides the chains (1 where none above one does, and on an
+    accelerator, where the chains stay on the default device)."""
+    if jax.default_backend() != "cpu":
+        return 1
     n = len(jax.devices())
     return max(d for d in range(1, n + 1) if num_chains % d == 0)
 
@@ -191,6 +194,7 @@ def run_chees(
     # the draws' chains on several cores (1.35x for GPD's draws on two); not the warm-up,
     # whose cross-chain adaptation gained nothing from it (measured, BENCHMARKS.md)
     states = shard_chains(states, num_chains)
+    used_devices = len(states.position.sharding.device_set)
     seconds = {"init": t_init, "warmup": t_warm, "sampling": 0.0}
     grads_sampling = 0
     k = int(thinning)
@@ -249,7 +253,7 @@ def run_chees(
         "grad_evals_sampling": grads_sampling,
         "seconds": seconds,
         "chain_method": "vectorized",
-        "chain_devices": chain_devices(num_chains),
+        "chain_devices": used_devices,
         "step_size": float(params["step_size"]),
         "mean_leapfrog_steps": float(stats_out["n_steps"].mean()),
         "inverse_mass_range": [float(imm.min()), float(imm.max())],

@@ -185,9 +185,10 @@ class _Driver:
 
 def next_target(drawn: int, thinning: int, num_samples: int, budget: int) -> int:
     """Draws per chain to reach before the next check, after ``drawn`` did not converge: half
-    the first draws further (at least two kept draws), within ``budget``, and a multiple of
-    the current ``thinning`` further on (the kept draws sit at its multiples). The draw
-    budget of NUTS and of ChEES-HMC (:mod:`.chees`) alike."""
+    the first draws further (at least two kept draws), up to ``budget``, and a multiple of
+    the current ``thinning`` further on (the kept draws sit at its multiples; once thinned,
+    that can pass the budget by less than one thinning step). The draw budget of NUTS and
+    of ChEES-HMC (:mod:`.chees`) alike."""
     k = int(thinning)
     target = min(budget, drawn + max(num_samples // 2, 2 * k))
     return drawn + max(k, ((target - drawn) // k) * k)
