@@ -541,3 +541,22 @@ def test_workers_take_the_costliest_entries_first():
     assert [st.mixers[j].key for j in _start_order(st.mixers)] == [
         "gp_dirichlet_spread", "glm_dirichlet_spread", "dirichlet_spread", "linear_spread", "bma",
     ]  # fmt: skip
+
+
+def test_workers_take_the_parents_device_count():
+    """A worker of ``jobs > 1`` gets the parent's number of CPU devices, not its own guess:
+    ChEES-HMC's draws depend on it, and must be those of ``jobs=1``."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, queue\n"
+        "os.sched_getaffinity = lambda pid: {0, 1, 2, 3}\n"
+        "import lbmm.run, jax\n"
+        "lbmm.run._worker_init(queue.Queue(), None, 1)\n"
+        "print(len(jax.devices('cpu')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "1"
