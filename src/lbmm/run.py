@@ -787,13 +787,13 @@ def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say
     import queue
     import threading
 
+    from ._jax import jax
+
     ctx = mp.get_context("spawn")
     messages = ctx.Queue()
     relay = threading.Thread(target=_relay, args=(messages, say), daemon=True)
     relay.start()
     cache_dir = cache.get("dir") if cache.get("used") else None
-    from ._jax import jax
-
     devices = len(jax.devices("cpu"))  # the workers use the count this process has
     pool = ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init,
                     initargs=(messages, cache_dir, devices))  # fmt: skip

@@ -674,7 +674,7 @@ def make_figures(run, folder: Path, table2: pd.DataFrame,
         names = [f"trace_{key}.png", f"rank_{key}.png"]
         if early is not None and all((early / n).is_file() for n in names):
             for n in names:
-                os.replace(early / n, folder / n)
+                _early_file(early, n, folder)
             out.extend(_convergence_infos(key, rec["label"]))
         else:
             out.extend(convergence_figures(run.posterior(key), key, rec["label"], folder))

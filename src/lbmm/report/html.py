@@ -321,9 +321,10 @@ def build_report(run_dir: str | Path, *, early_figures: str | Path | None = None
     run_dir
         The run folder.
     early_figures
-        A folder of convergence figures drawn already (``lbmm run`` draws each mixer's trace
-        and rank plots as soon as it is fitted, beside the other fits): those found there
-        are moved in, not drawn again.
+        A folder of figures drawn already while the fits ran (``lbmm run`` draws each
+        mixer's trace and rank plots as soon as it is fitted, and finished mixers' own
+        figures and the raw models' residuals while the last fits run): those found there
+        are moved in, not drawn again (see :func:`~lbmm.report.figures.make_figures`).
 
     Raises
     ------
