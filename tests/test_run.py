@@ -401,29 +401,6 @@ def test_corrected_entries_run_on_corrected_models(tmp_path, monkeypatch, cache_
     assert "DUZU (corr.)" in t1 and "BMA (corr.)" in t1
 
 
-def test_two_jobs_fit_the_corrections_in_a_worker(tmp_path, cache_dir):
-    """With ``jobs > 1`` a worker fits the corrections while the raw entries start, and the
-    corrected entries wait for them: the same corrected models, numbers and manifest as one
-    job at a time, where they are fitted first in the main process."""
-    raw = tiny_study(mixers=("bma",))
-    raw["mixers"].append({"mixer": "bma", "corrected": True})
-    st = study_from_dict(raw)
-    lines: dict[int, list[str]] = {1: [], 2: []}
-    runs = {j: run_study(st, output=tmp_path / f"j{j}", cache_dir=cache_dir, jobs=j,
-                         report=False, progress=lines[j].append)
-            for j in (1, 2)}  # fmt: skip
-    # the worker's lines come back labelled; one job fits them here, unlabelled
-    assert any(s.startswith("  corrections: corrections fitted in") for s in lines[2]), lines
-    assert any(s.startswith("  corrections fitted in") for s in lines[1]), lines
-    one, two = runs[1], runs[2]
-    assert two.manifest["jobs"] == 2 and two.manifest["corrections_s"] > 0
-    assert two.manifest["corrected_dataset"] == one.manifest["corrected_dataset"]
-    assert two.metrics() == one.metrics()
-    pd.testing.assert_frame_equal(two.predictions(), one.predictions())
-    for name in ("dataset.csv", "dataset_corrected.csv"):
-        assert (two.path / name).read_bytes() == (one.path / name).read_bytes()
-
-
 # ---------------------------------------------------------------------- tutorial
 
 

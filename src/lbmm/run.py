@@ -744,36 +744,13 @@ def _worker_init(messages, cache_dir: str | None, devices: int) -> None:
     enable_compilation_cache(cache_dir if cache_dir is not None else "off")
 
 
-def _worker_say(key: str) -> Progress:
-    """A worker's progress lines, sent to the parent; lines of jobs running at once are told
-    apart by ``key``."""
+def _worker_job(key: str, *args) -> _MixerOutcome:
     messages = _WORKER["messages"]
 
-    def say(msg: str) -> None:
+    def say(msg: str) -> None:  # lines of entries running at once are told apart by key
         messages.put(msg if not msg.startswith("  ") else f"  {key}:{msg[1:]}")
 
-    return say
-
-
-def _worker_job(key: str, *args) -> _MixerOutcome:
-    return _mixer_job(*args, say=_worker_say(key))
-
-
-def _worker_call(key: str, fn: Callable, *args):
-    return fn(*args, say=_worker_say(key))
-
-
-def _corrections_job(ds: Dataset, say: Progress = _quiet) -> tuple[Dataset, float]:
-    """Fit the systematic corrections (a GP per model on its training residuals): the
-    corrected dataset and the seconds the fit took."""
-    from .corrections import correct
-
-    say("fitting the systematic corrections (a GP per model on its training residuals)")
-    t0 = time.perf_counter()
-    corrected = correct(ds, split="train")
-    seconds = time.perf_counter() - t0
-    say(f"  corrections fitted in {seconds:.1f} s")
-    return corrected, seconds
+    return _mixer_job(*args, say=say)
 
 
 def _relay(messages, say: Progress) -> None:
@@ -799,22 +776,13 @@ def _start_order(entries) -> list[int]:
     return sorted(range(len(entries)), key=key)
 
 
-def _run_entries_in_workers(jobs: int, tasks: Mapping[int, tuple], order: list[int],
-                            say: Progress, cache: Mapping[str, Any],
-                            on_done: Callable | None = None,
-                            prelude: tuple[str, Callable, tuple, Callable] | None = None,
-                            ) -> list[_MixerOutcome]:  # fmt: skip
-    """Run the entries' jobs (``tasks`` by entry index) in ``jobs`` worker processes
-    (spawned: JAX does not survive a fork, and NumPyro's effect handlers are global, so
-    threads would mix two models' traces), started in ``order`` (every entry's index).
-    Results in the order of the entries; ``on_done(j, outcome, left)`` is called in this
-    process as each entry ``j`` finishes, ``left`` entries still to finish.
-
-    ``prelude``: ``(label, fn, args, then)``: ``fn(*args, say=...)`` runs in a worker right
-    after the first entry is started (the corrections, while the costliest fit runs; its
-    progress lines labelled ``label``);
-    ``then(result)``, called here, gives the tasks of the entries missing from ``tasks``,
-    which start after the others."""
+def _run_entries_in_workers(jobs: int, tasks: list[tuple], order: list[int], say: Progress,
+                            cache: Mapping[str, Any],
+                            on_done: Callable | None = None) -> list[_MixerOutcome]:  # fmt: skip
+    """Run the entries' jobs in ``jobs`` worker processes (spawned: JAX does not survive a
+    fork, and NumPyro's effect handlers are global, so threads would mix two models' traces),
+    started in ``order``. Results in the order of ``tasks``; ``on_done(j, outcome, left)`` is
+    called in this process as each entry ``j`` finishes, ``left`` entries still to finish."""
     import multiprocessing as mp
     import queue
     import threading
@@ -827,35 +795,21 @@ def _run_entries_in_workers(jobs: int, tasks: Mapping[int, tuple], order: list[i
     relay.start()
     cache_dir = cache.get("dir") if cache.get("used") else None
     devices = len(jax.devices("cpu"))  # the workers use the count this process has
-    pool = ctx.Pool(min(jobs, len(order)), initializer=_worker_init,
+    pool = ctx.Pool(min(jobs, len(tasks)), initializer=_worker_init,
                     initargs=(messages, cache_dir, devices))  # fmt: skip
     finished: queue.Queue[int] = queue.Queue()
-    pending: dict[int, Any] = {}
-
-    def start(j: int, fn: Callable, args: tuple) -> None:
-        pending[j] = pool.apply_async(fn, args, callback=lambda _: finished.put(j),
-                                      error_callback=lambda _: finished.put(j))  # fmt: skip
-
-    prelude_key = -1  # among the entries' indices
-    starts = [(j, _worker_job, tasks[j]) for j in order if j in tasks]
-    if prelude is not None:
-        label, fn, args, _ = prelude
-        starts.insert(min(1, len(starts)), (prelude_key, _worker_call, (label, fn, *args)))
     try:
-        for j, fn, args in starts:
-            start(j, fn, args)
+        pending = {
+            j: pool.apply_async(_worker_job, tasks[j], callback=lambda _, j=j: finished.put(j),
+                                error_callback=lambda _, j=j: finished.put(j))
+            for j in order
+        }  # fmt: skip
         out: dict[int, _MixerOutcome] = {}
-        while len(out) < len(order):
+        while len(out) < len(tasks):
             j = finished.get()
-            if j == prelude_key:  # its error is raised here
-                later = prelude[3](pending.pop(j).get())
-                for k in order:
-                    if k in later:
-                        start(k, _worker_job, later[k])
-                continue
             out[j] = pending[j].get()  # a failed entry raises its error here
             if on_done is not None:
-                on_done(j, out[j], len(order) - len(out))
+                on_done(j, out[j], len(tasks) - len(out))
         pool.close()
         pool.join()
     except BaseException:
@@ -865,7 +819,7 @@ def _run_entries_in_workers(jobs: int, tasks: Mapping[int, tuple], order: list[i
     finally:
         messages.put(None)
         relay.join(timeout=5)
-    return [out[j] for j in range(len(order))]
+    return [out[j] for j in range(len(tasks))]
 
 
 def _early_report(st: Study, ds: Dataset, folder: Path | None, jobs: int,
@@ -988,48 +942,41 @@ def run_study(
     ds = build_dataset(st, data_dir) if dataset is None else dataset
     _check_entries(st, ds)
     say(f"{ds.summary()}")
-    n = len(st.mixers)
-    parallel = jobs > 1 and n > 1 and supply is None
-    # with workers and nothing to reuse, a worker fits the corrections while the other
-    # entries start (the corrected entries wait for them); else they come first, here
-    later = parallel and st.needs_corrections and not reuse
-    corrected, t_corr = (None, 0.0)
-    if st.needs_corrections and not later:
-        corrected, t_corr = _corrections_job(ds, say)
+    corrected = None
+    t_corr = 0.0
+    if st.needs_corrections:
+        from .corrections import correct
+
+        say("fitting the systematic corrections (a GP per model on its training residuals)")
+        t0 = time.perf_counter()
+        corrected = correct(ds, split="train")
+        t_corr = time.perf_counter() - t0
+        say(f"  corrections fitted in {t_corr:.1f} s")
     tmp = _unique_temp_dir(target)
     try:
+        metrics: dict[str, Any] = {"mixers": {}, "models": {"raw": _model_metrics(ds)}}
+        if corrected is not None:
+            metrics["models"]["corrected"] = _model_metrics(corrected)
         records, frames, wframes, dframes = {}, [], [], []
         folds = _study_folds(st, ds) if supply is None else ()
         plan = _reuse_plan(load_run(reuse), st, ds, corrected, folds) if reuse else {}
+        n = len(st.mixers)
+        parallel = jobs > 1 and n > 1 and supply is None
         early = tmp / _EARLY_FIGURES if report else None
-
-        def task(i: int, entry, data: Dataset) -> tuple:
+        tasks = []
+        for i, entry in enumerate(st.mixers, 1):
             found, why = plan.get(entry.key, (None, ""))
             # corrections are fitted to every training nucleus: no honest fold for them
-            return (i, n, entry, data, tmp, progress_bar and not parallel,
-                    st.predict.max_draws, () if entry.corrected else folds, found, why,
-                    bool(reuse), supply, started_at, early)  # fmt: skip
-
+            tasks.append((i, n, entry, corrected if entry.corrected else ds, tmp,
+                          progress_bar and not parallel, st.predict.max_draws,
+                          () if entry.corrected else folds, found, why, bool(reuse), supply,
+                          started_at, early))  # fmt: skip
         if parallel:
-            keyed = {j: (e.key, *task(j + 1, e, corrected if e.corrected else ds))
-                     for j, e in enumerate(st.mixers) if not (later and e.corrected)}  # fmt: skip
-            prelude = None
-            if later:
-
-                def then(result: tuple[Dataset, float]) -> dict[int, tuple]:
-                    nonlocal corrected, t_corr
-                    corrected, t_corr = result
-                    return {j: (e.key, *task(j + 1, e, corrected))
-                            for j, e in enumerate(st.mixers) if e.corrected}  # fmt: skip
-
-                prelude = ("corrections", _corrections_job, (ds,), then)
+            keyed = [(e.key, *t) for e, t in zip(st.mixers, tasks, strict=True)]
             outcomes = _run_entries_in_workers(jobs, keyed, _start_order(st.mixers), say, cache,
-                                               _early_report(st, ds, early, jobs, say),
-                                               prelude=prelude)  # fmt: skip
+                                               _early_report(st, ds, early, jobs, say))  # fmt: skip
         else:
-            outcomes = (_mixer_job(*task(i, e, corrected if e.corrected else ds), say=say)
-                        for i, e in enumerate(st.mixers, 1))  # fmt: skip
-        metrics: dict[str, Any] = {"mixers": {}, "models": {"raw": _model_metrics(ds)}}
+            outcomes = (_mixer_job(*t, say=say) for t in tasks)
         for entry, out in zip(st.mixers, outcomes, strict=True):
             found = plan.get(entry.key, (None, ""))[0]
             if reuse and found is not None and "reused_from" not in out.record:
@@ -1041,8 +988,6 @@ def run_study(
                 wframes.append(out.weights)
             if out.derived is not None:
                 dframes.append(out.derived)
-        if corrected is not None:
-            metrics["models"]["corrected"] = _model_metrics(corrected)
         ds.to_frame().to_csv(tmp / "dataset.csv", index=False)
         if corrected is not None:
             corrected.to_frame().to_csv(tmp / "dataset_corrected.csv", index=False)
