@@ -3,8 +3,9 @@ and a py-spy sample of the Python side (compilation, report, metrics, imports).
 
     python benchmarks/profile_run.py --study default --out /tmp/prof   # needs py-spy
 
-py-spy samples the Python threads; while XLA executes a compiled sampler the Python thread
-waits outside the interpreter and is not sampled, so the samples cover the Python work and
+py-spy samples the Python threads of the run and of its worker processes (``--jobs``);
+while XLA executes a compiled sampler the Python thread waits outside the interpreter and is
+not sampled, so the samples cover the Python work and
 the wall times in the manifest cover everything.
 """
 
@@ -24,6 +25,8 @@ PHASES = {
     "predict (domain)": lambda x: x.startswith("predict (lbmm/predict.py"),
     "metrics (mixer_metrics)": lambda x: x.startswith("mixer_metrics "),
     "report (build_report)": lambda x: x.startswith("build_report "),
+    "figures drawn early (mixer_figures)": lambda x: x.startswith("mixer_figures "),
+    "convergence diagnostics (diagnostics)": lambda x: x.startswith("diagnostics (lbmm/"),
     "imports at start-up": lambda x: x.startswith("<module>") and "lbmm/cli.py" not in x,
 }
 
@@ -55,7 +58,8 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     run, raw = args.out / "run", args.out / "profile.raw"
     subprocess.run(
-        [spy, "record", "-r", str(args.rate), "--format", "raw", "-o", str(raw), "--",
+        [spy, "record", "-r", str(args.rate), "--format", "raw", "-o", str(raw),
+         "--subprocesses", "--",
          sys.executable, "-m", "lbmm.cli", "run", args.study, "--out", str(run),
          "--overwrite", "--cache-dir", str(args.out / "jaxcache")],
         check=True,
