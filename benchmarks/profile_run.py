@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 PHASES = {
-    "run_study (all)": lambda x: x.startswith("run_study "),
+    "run_study (main process, all)": lambda x: x.startswith("run_study "),
+    "worker processes (all)": lambda x: x.startswith("_worker_job "),
     "fit (_fit_entry)": lambda x: x.startswith("_fit_entry "),
     "JAX compilation": lambda x: "backend_compile" in x or "compile_or_get_cached" in x,
     "predict (domain)": lambda x: x.startswith("predict (lbmm/predict.py"),
@@ -27,7 +28,7 @@ PHASES = {
     "report (build_report)": lambda x: x.startswith("build_report "),
     "figures drawn early (mixer_figures)": lambda x: x.startswith("mixer_figures "),
     "convergence diagnostics (diagnostics)": lambda x: x.startswith("diagnostics (lbmm/"),
-    "imports at start-up": lambda x: x.startswith("<module>") and "lbmm/cli.py" not in x,
+    "imports (importlib, any process)": lambda x: x.startswith("_find_and_load "),
 }
 
 
