@@ -92,7 +92,7 @@ def _constrained(postprocess, unravel, x):
     return {k: np.asarray(v).reshape(nc, nd, *v.shape[1:]) for k, v in z.items()}
 
 
-def run_nutpie(a, logdensity, unravel, postprocess, x0, check, key):
+def run_nutpie(a, logdensity, unravel, postprocess, x0, key):
     import jax
     import nutpie
     from nutpie.compiled_pyfunc import from_pyfunc
@@ -131,7 +131,7 @@ def run_nutpie(a, logdensity, unravel, postprocess, x0, check, key):
                                    "target_accept": a.target_accept}  # fmt: skip
 
 
-def run_meads(a, logdensity, unravel, postprocess, x0, check, key):
+def run_meads(a, logdensity, unravel, postprocess, x0, key):
     import blackjax
     import jax
 
@@ -170,7 +170,7 @@ def run_meads(a, logdensity, unravel, postprocess, x0, check, key):
     }  # fmt: skip
 
 
-def run_pathfinder_chees(a, logdensity, unravel, postprocess, x0, check, key):
+def run_pathfinder_chees(a, logdensity, unravel, postprocess, x0, key):
     import blackjax
     import jax
     import jax.numpy as jnp
@@ -239,7 +239,7 @@ def main(argv=None) -> dict:
 
     logdensity, unravel, postprocess, x0, check, key = _setup(a)
     samples, stats, grads, extra = SAMPLERS[a.sampler](a, logdensity, unravel, postprocess,
-                                                       x0, check, key)  # fmt: skip
+                                                       x0, key)  # fmt: skip
     d = check(samples, stats)
     small = {}
     for k, v in samples.items():

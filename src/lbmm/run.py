@@ -842,20 +842,26 @@ def _early_report(st: Study, ds: Dataset, folder: Path | None, jobs: int,
         try:
             draw()
         except Exception as err:  # the report draws them (and raises there if it is a bug)
-            for pattern in ("chains_*.png", "weights_*.png", "residuals_models.png",
-                            "chains.json"):  # fmt: skip
-                for f in folder.glob(pattern):  # none half-written left to be moved in
+            from .report.figures import EARLY_FILES
+
+            for pattern in EARLY_FILES:  # none half-written left to be moved in
+                for f in folder.glob(pattern):
                     f.unlink()
             drawn.clear()
             say(f"  figures drawn early failed ({type(err).__name__}: {err}); the report "
                 "draws them")  # fmt: skip
 
     def draw() -> None:
-        from .report.figures import choose_chains, mixer_figures, models_residuals_figure
+        from .report.figures import (
+            MODELS_RESIDUALS,
+            choose_chains,
+            mixer_figures,
+            models_residuals_figure,
+        )
 
         if not drawn:
             models_residuals_figure(ds.to_frame(), ds.models, ds.observable,
-                                    folder / "residuals_models.png")  # fmt: skip
+                                    folder / MODELS_RESIDUALS)  # fmt: skip
             from . import inference  # noqa: F401  (the report's tables need it: 1-2 s to import)
         pred = pd.concat([o.predictions for o in done.values()], ignore_index=True)
         chains = choose_chains(pred, st.report.chains)

@@ -493,6 +493,10 @@ def _weights_file(key: str) -> str:
 
 #: Where :func:`mixer_figures` records, in its folder, the isotopic chains of each chains figure.
 EARLY_CHAINS = "chains.json"
+#: The raw models' residuals (:func:`models_residuals_figure`).
+MODELS_RESIDUALS = "residuals_models.png"
+#: What ``lbmm run`` may draw early (besides the convergence figures): file-name patterns.
+EARLY_FILES = (_chains_file("*"), _weights_file("*"), MODELS_RESIDUALS, EARLY_CHAINS)
 
 
 def mixer_figures(key: str, label: str, pred: pd.DataFrame, weights: pd.DataFrame | None,
@@ -621,9 +625,9 @@ def make_figures(run, folder: Path, table2: pd.DataFrame,
             "Posterior mean (top) and standard deviation (bottom) of each model's weight "
             "ω_k(Z, N) over the prediction domain (the paper's Fig. 4).")  # fmt: skip
 
-    if not _early_file(early, "residuals_models.png", folder):
-        models_residuals_figure(data, models, obs, folder / "residuals_models.png")
-    add("residuals_models.png", "Residuals", "Residuals of the raw models",
+    if not _early_file(early, MODELS_RESIDUALS, folder):
+        models_residuals_figure(data, models, obs, folder / MODELS_RESIDUALS)
+    add(MODELS_RESIDUALS, "Residuals", "Residuals of the raw models",
         f"Model − data for {obs} wherever the data are known (train, test and other nuclei "
         "of the domain), on one colour scale.")  # fmt: skip
     panels = []
